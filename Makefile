@@ -1,0 +1,41 @@
+# niteru: the two quick-start commands are `make demo` and `make test`; both set everything up first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+
+.PHONY: install weights demo test lint pytest bench-image bench-text bench-api clean
+
+install:
+	scripts/setup.sh
+
+weights: install
+
+# The similar-products API over the embedded store: ingest a stratified sample of catalog-dev
+# (NITERU_DEMO_PRODUCTS, default 3000; resumable) and serve on NITERU_API_HOST:NITERU_API_PORT.
+demo: install
+	$(BIN)/niteru ingest --demo
+	$(BIN)/niteru serve
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+pytest:
+	$(BIN)/pytest
+
+test: install lint pytest
+
+bench-image: install
+	$(BIN)/python bench/image_throughput.py
+
+# Text vectors: 20 Newsgroups + livedoor accuracy and catalog speed (tens of minutes on 2 cores).
+bench-text: install
+	$(BIN)/python bench/text_quality.py
+
+# API latency over the whole catalog-dev (about 25 min on 2 cores; `--limit 2000` for a quick look).
+bench-api: install
+	$(BIN)/python bench/api_latency.py --limit 0 --fresh
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

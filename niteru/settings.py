@@ -1,0 +1,140 @@
+"""One typed settings module for the whole service.
+
+Every value can be set from the environment with the prefix ``NITERU_`` (for example
+``NITERU_IMAGE_BATCH_SIZE=64``) or from a ``.env`` file. Everything has a default except secrets.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ResizeMode = Literal["pad", "crop", "stretch"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NITERU_", env_file=".env", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------------------
+    data_dir: Path = Field(Path("data"), description="Root for the store, model artifacts and reports.")
+    catalog_dir: Path = Field(
+        Path("../shared/data/catalog-dev"), description="A catalog in the products.csv + images/ format."
+    )
+
+    # --- image vectors (MobileNet v1 1.0/224, ImageNet) ------------------------------------------------
+    image_block: int = Field(
+        13,
+        ge=1,
+        le=13,
+        description="Pointwise block whose pooled output is the image vector. 13 is the final block "
+        "(1024-d); earlier blocks are more texture-sensitive (blocks 12-13: 1024-d, 6-11: 512-d).",
+    )
+    image_size: int = Field(224, description="Network input side; the weights are for 224.")
+    image_resize: ResizeMode = Field(
+        "pad",
+        description="How a non-square image becomes square: pad (letterbox on white, keeps the whole "
+        "product undistorted), crop (centre crop, fills the frame) or stretch (distorts).",
+    )
+    image_batch_size: int = Field(32, ge=1, le=512)
+    image_decode_threads: int = Field(
+        0,
+        ge=0,
+        le=32,
+        description="Threads decoding the next batch while the model runs; 0 decodes inline (faster on 2 cores "
+        "with small images, see bench/image_throughput.py).",
+    )
+    image_max_pixels: int = Field(
+        40_000_000, description="Decompression-bomb guard: refuse images with more pixels than this."
+    )
+    image_min_side: int = Field(8, ge=1, description="Refuse images whose shorter side is below this.")
+    image_max_bytes: int = Field(10 * 1024 * 1024, description="Largest encoded image accepted.")
+    tf_intra_op_threads: int = Field(0, ge=0, description="TensorFlow intra-op threads (0: all cores).")
+    tf_inter_op_threads: int = Field(1, ge=0, description="TensorFlow inter-op threads.")
+
+    # --- text vectors (fastText skip-gram + SCDV, embedding/text) ----------------------------------
+    text_data_dir: Path = Field(
+        Path("../shared/data/text"), description="Text corpora for the quality benchmark (20 Newsgroups, livedoor)."
+    )
+    text_dim: int = Field(200, ge=8, le=1000, description="fastText word-vector dimension.")
+    text_epochs: int = Field(10, ge=1, le=200, description="fastText training epochs.")
+    text_lr: float = Field(
+        0.05, gt=0, le=1, description="fastText learning rate (halved and retried when training diverges to NaN)."
+    )
+    text_min_count: int = Field(2, ge=1, description="Words rarer than this get no vector of their own.")
+    text_minn: int = Field(3, ge=0, description="Shortest character n-gram (0 with text_maxn 0: no subwords).")
+    text_maxn: int = Field(6, ge=0, description="Longest character n-gram.")
+    text_window: int = Field(5, ge=1, description="fastText context window.")
+    text_buckets: int = Field(
+        200_000, ge=1000, description="fastText n-gram hash buckets (the model file is about buckets x dim x 4 B)."
+    )
+    text_clusters: int = Field(60, ge=2, le=500, description="SCDV Gaussian-mixture components (the paper: 60).")
+    text_gmm_covariance: Literal["diag", "tied", "spherical"] = Field(
+        "diag", description="GMM covariance; diag is far cheaper than the paper's tied and as accurate here."
+    )
+    text_gmm_max_iter: int = Field(100, ge=1, description="GMM EM iterations at most.")
+    text_sparsity_percent: float = Field(
+        4.0, ge=0, le=100, description="SCDV sparsity threshold, % of the mean of the average max and min values."
+    )
+    text_reduced_dim: int = Field(
+        256, ge=2, description="PCA width of the stored SCDV vector (the full one is clusters x dim)."
+    )
+    text_reduction_sample: int = Field(20_000, ge=100, description="Most documents the PCA is fitted on.")
+    text_max_chars: int = Field(
+        20_000, ge=100, description="Longer texts are cut to this many characters before tokenising."
+    )
+    text_seed: int = Field(0, ge=0, description="Seed of fastText, the GMM and the PCA.")
+    text_threads: int = Field(2, ge=1, le=64, description="fastText training threads (1 makes training repeatable).")
+
+    # --- catalog store (Qdrant), ingest and the REST API (niteru/store, niteru/ingest.py, api/) -------
+    qdrant_url: str | None = Field(
+        None, description="Qdrant server URL (http://host:6333). Unset: the embedded store on disk (qdrant_path)."
+    )
+    qdrant_api_key: SecretStr | None = Field(None, description="API key of the Qdrant server (a secret).")
+    qdrant_path: Path | None = Field(
+        None, description="Folder of the embedded store (default data_dir/qdrant); one process at a time."
+    )
+    qdrant_alias: str = Field(
+        "products", description="Alias the service reads and writes through; it points at a versioned collection."
+    )
+    qdrant_timeout: float = Field(10.0, gt=0, description="Seconds one Qdrant server call may take.")
+    store_batch_size: int = Field(128, ge=1, le=10_000, description="Products embedded and upserted per batch.")
+    demo_products: int = Field(
+        3000, ge=1, description="How many catalog-dev products `make demo` ingests (a stratified sample)."
+    )
+    api_host: str = Field("127.0.0.1", description="Address `niteru serve` binds.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port `niteru serve` binds.")
+    api_max_upload_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="Largest image upload or fetched image URL body (413 above)."
+    )
+    api_max_k: int = Field(100, ge=1, le=1000, description="Most results one similar/search request may ask for.")
+    image_fetch_timeout: float = Field(10.0, gt=0, description="Seconds to fetch an image_url given in a PUT.")
+    image_fetch_allow_hosts: list[str] = Field(
+        [],
+        description="Hosts whose image URLs may be fetched even though they resolve to an internal (private, "
+        "loopback, link-local) address; every other internal address is refused (see niteru/fetch.py).",
+    )
+    route_weights: dict[str, dict[str, float]] = Field(
+        {"fashion": {"image": 1.0, "text": 0.2}, "*": {"image": 0.2, "text": 1.0}},
+        description="mode=auto: RRF weights of the image and text vectors by stored category ('*': any other). "
+        "Fashion is told apart by its look, the rest by its words; the full routing policy is issue 5.",
+    )
+    rrf_k: int = Field(60, ge=1, description="RRF ranking constant of hybrid and auto queries.")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def store_path(self) -> Path:
+        """Folder of the embedded Qdrant store."""
+        return self.qdrant_path or self.data_dir / "qdrant"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once (tests build their own)."""
+    return Settings()
