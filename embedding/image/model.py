@@ -1,0 +1,182 @@
+"""MobileNet v1 feature extractor: ``load()`` once, then batch ``embed()``.
+
+The network is Keras's ``MobileNet(alpha=1.0, include_top=False)`` with ImageNet weights, cut at a
+pointwise block (the final one by default) and global-average pooled: a float32 vector per image,
+L2-normalised so that a dot product is the cosine similarity.
+
+Speed: the forward pass runs in one ``tf.function`` traced for a fixed batch shape (short batches are
+padded), so TensorFlow never retraces; decoding of the next batch runs in threads while the model
+works on the current one (Pillow releases the GIL while decoding and resizing).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embedding.image.errors import ImageError
+from embedding.image.preprocess import ImageSource, prepare_image
+from niteru.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Channels of each pointwise block of MobileNet v1 at alpha 1.0.
+BLOCK_CHANNELS = {
+    1: 64,
+    2: 128,
+    3: 128,
+    4: 256,
+    5: 256,
+    **dict.fromkeys(range(6, 12), 512),
+    12: 1024,
+    13: 1024,
+}
+
+
+@dataclass
+class BatchResult:
+    """Vectors for the images that could be read, and a typed error for each that could not.
+
+    ``vectors[i]`` belongs to input ``indices[i]``; ``errors`` maps an input index to its error.
+    """
+
+    vectors: np.ndarray
+    indices: list[int]
+    errors: dict[int, ImageError] = field(default_factory=dict)
+
+    def vector_for(self, index: int) -> np.ndarray | None:
+        if index not in self.indices:
+            return None
+        row: np.ndarray = self.vectors[self.indices.index(index)]
+        return row
+
+
+class MobileNetEmbedder:
+    """ImageNet MobileNet v1 without its classifier. Thread-compatible after ``load()``."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.dim = BLOCK_CHANNELS[self.settings.image_block]
+        self.version = f"mobilenet_v1_1.0_224-imagenet-block{self.settings.image_block}-{self.settings.image_resize}"
+        self._forward: Any = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._forward is not None
+
+    def load(self) -> MobileNetEmbedder:
+        """Build the network and load the prepared ImageNet weights (never from the network)."""
+        if self._forward is not None:
+            return self
+        from embedding.image.weights import require_weights  # TensorFlow lives behind this import
+
+        require_weights(include_top=False)
+        import keras
+        import tensorflow as tf
+
+        s = self.settings
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(s.tf_intra_op_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(s.tf_inter_op_threads)
+        except RuntimeError:
+            # TensorFlow fixes its thread pools when it first runs anything; a second model in the same
+            # process (tests, the API loading several models) keeps the first settings.
+            log.debug("TensorFlow already initialised; keeping its thread settings")
+        base = keras.applications.MobileNet(
+            input_shape=(s.image_size, s.image_size, 3), alpha=1.0, include_top=False, weights="imagenet"
+        )
+        features = base.get_layer(f"conv_pw_{s.image_block}_relu").output
+        pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+        model = keras.Model(base.input, pooled, name=f"mobilenet_block{s.image_block}")
+
+        @tf.function(  # type: ignore[untyped-decorator]
+            input_signature=[tf.TensorSpec([None, s.image_size, s.image_size, 3], tf.uint8)]
+        )
+        def forward(images: Any) -> Any:
+            x = tf.cast(images, tf.float32) / 127.5 - 1.0  # keras.applications.mobilenet.preprocess_input
+            v = model(x, training=False)
+            return tf.math.l2_normalize(v, axis=1, epsilon=1e-12)
+
+        self._forward = forward
+        self.embed(np.zeros((1, s.image_size, s.image_size, 3), np.uint8))  # trace once, off the hot path
+        log.info("loaded MobileNet v1 block %d (%d-d)", s.image_block, self.dim)
+        return self
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """(n, 224, 224, 3) uint8 prepared images to (n, dim) float32 L2-normalised vectors."""
+        if self._forward is None:
+            raise RuntimeError("MobileNetEmbedder.load() has not been called")
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1:] != (self.settings.image_size, self.settings.image_size, 3):
+            raise ValueError(
+                f"expected (n, {self.settings.image_size}, {self.settings.image_size}, 3), got {images.shape}"
+            )
+        if len(images) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        out: list[np.ndarray] = []
+        step = self.settings.image_batch_size
+        for start in range(0, len(images), step):
+            out.append(self._forward(images[start : start + step].astype(np.uint8, copy=False)).numpy())
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    def prepare(self, source: ImageSource) -> np.ndarray:
+        s = self.settings
+        return prepare_image(
+            source,
+            size=s.image_size,
+            resize=s.image_resize,
+            max_pixels=s.image_max_pixels,
+            max_bytes=s.image_max_bytes,
+            min_side=s.image_min_side,
+        )
+
+    def iter_batches(self, sources: Sequence[ImageSource]) -> Iterator[BatchResult]:
+        """Decode and embed in batches of ``image_batch_size``.
+
+        With ``image_decode_threads`` > 0, decoding of batch i+1 runs in threads while the model works on
+        batch i. On 2 cores with small catalog images that contends with TensorFlow's own threads and is
+        slower (bench/image_throughput.py), so the default is 0: decode inline, then run the model.
+        """
+        step = self.settings.image_batch_size
+        chunks = [sources[i : i + step] for i in range(0, len(sources), step)]
+        if self.settings.image_decode_threads == 0:
+            for n, chunk in enumerate(chunks):
+                yield self._embed_prepared(n * step, [self._prepare_or_error(s) for s in chunk])
+            return
+        with ThreadPoolExecutor(self.settings.image_decode_threads) as pool, ThreadPoolExecutor(1) as ahead:
+            pending = ahead.submit(lambda c: list(pool.map(self._prepare_or_error, c)), chunks[0]) if chunks else None
+            for n in range(len(chunks)):
+                assert pending is not None
+                prepared = pending.result()
+                if n + 1 < len(chunks):
+                    pending = ahead.submit(lambda c: list(pool.map(self._prepare_or_error, c)), chunks[n + 1])
+                yield self._embed_prepared(n * step, prepared)
+
+    def _prepare_or_error(self, source: ImageSource) -> np.ndarray | ImageError:
+        try:
+            return self.prepare(source)
+        except ImageError as exc:
+            return exc
+
+    def _embed_prepared(self, offset: int, prepared: list[np.ndarray | ImageError]) -> BatchResult:
+        good = [i for i, p in enumerate(prepared) if not isinstance(p, ImageError)]
+        errors = {offset + i: p for i, p in enumerate(prepared) if isinstance(p, ImageError)}
+        arrays = [p for p in prepared if not isinstance(p, ImageError)]
+        vectors = self.embed(np.stack(arrays)) if arrays else np.zeros((0, self.dim), np.float32)
+        return BatchResult(vectors, [offset + i for i in good], errors)
+
+    def embed_sources(self, sources: Sequence[ImageSource]) -> BatchResult:
+        """Bytes, paths or Pillow images to vectors; a bad item is reported, never sinks the batch."""
+        parts = list(self.iter_batches(sources))
+        if not parts:
+            return BatchResult(np.zeros((0, self.dim), np.float32), [])
+        return BatchResult(
+            np.concatenate([p.vectors for p in parts]),
+            [i for p in parts for i in p.indices],
+            {k: v for p in parts for k, v in p.errors.items()},
+        )
