@@ -1,0 +1,101 @@
+"""The FastAPI application, built by ``create_app(settings)``; nothing is loaded at import.
+
+The lifespan loads the two models and opens the store once per process. A part that cannot load does
+not stop the process: ``/healthz`` still answers, ``/readyz`` says what is missing, and only the endpoints
+that need the missing part answer 503. The embedded store allows one process, so run one worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.middleware import ContentLengthLimitMiddleware, ServerTimingMiddleware
+from api.routers import health, products, search
+from api.services import Services
+from niteru import __version__
+from niteru.embedders import Embedders
+from niteru.settings import Settings, get_settings
+from niteru.store import StoreError, open_store
+
+log = logging.getLogger(__name__)
+
+# Room for the multipart framing and form fields around an upload at the size limit.
+MULTIPART_SLACK = 64 * 1024
+
+
+def load_services(settings: Settings, embedders: Embedders | None = None) -> Services:
+    """Load the models (unless given, already loaded) and open the store; record what failed and why."""
+    services = Services(settings)
+    if embedders is not None:
+        services.image, services.text = embedders.image, embedders.text
+    else:
+        from embedding.image import MobileNetEmbedder
+        from embedding.image.weights import WeightsMissingError
+        from embedding.text import TextEmbedder, TextError
+
+        try:
+            services.image = MobileNetEmbedder(settings).load()
+        except WeightsMissingError as exc:
+            services.problems["image"] = str(exc)
+        try:
+            services.text = TextEmbedder(settings).load()
+        except TextError as exc:
+            services.problems["text"] = str(exc)
+    try:
+        store = open_store(settings)
+    except StoreError as exc:
+        services.problems["store"] = str(exc)
+        return services
+    services.store = store
+    try:
+        if services.image is not None and services.text is not None:
+            store.ensure_collection({"image": services.image.dim, "text": services.text.dim})
+        else:
+            store.count()  # without both models, an existing collection still serves reads
+    except StoreError as exc:
+        # A server may come back later (calls answer 503 meanwhile); an embedded store with no
+        # collection or the wrong sizes will not.
+        services.problems["store"] = str(exc)
+        if settings.qdrant_url is None:
+            store.close()
+            services.store = None
+    for part, problem in services.problems.items():
+        log.warning("%s unavailable: %s", part, problem)
+    return services
+
+
+def create_app(settings: Settings | None = None, *, embedders: Embedders | None = None) -> FastAPI:
+    """The app; ``embedders`` lets a caller share already loaded models (tests, benchmarks)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await anyio.to_thread.run_sync(load_services, settings, embedders)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            if services.store is not None:
+                await anyio.to_thread.run_sync(services.store.close)
+
+    max_body = settings.api_max_upload_bytes + MULTIPART_SLACK
+    app = FastAPI(
+        title="niteru",
+        summary="Similar products across shops, by image and by text.",
+        version=__version__,
+        lifespan=lifespan,
+    )
+    app.add_middleware(ServerTimingMiddleware)
+    app.add_middleware(ContentLengthLimitMiddleware, max_body_bytes=max_body)
+    install_error_handlers(app)
+    for router in (health.router, products.router, search.router):
+        # The cap is on the routes rather than the app: FastAPI's app-level cap sits outside our middleware
+        # and answers a declared oversize body in plain text; per route it stops a chunked body as JSON.
+        app.include_router(router, max_body_size=max_body)
+    return app

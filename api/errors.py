@@ -1,0 +1,56 @@
+"""Errors of the API and their HTTP statuses; every error body is ``{"detail": ...}``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from embedding.image.errors import ImageError
+from niteru.store import StoreError, StoreUnavailableError
+from niteru.store.query import UnknownProductError
+
+# An image we refuse, by its reason code: not an image at all is 415, too big is 413, the rest is 422.
+IMAGE_STATUS = {"not_an_image": 415, "too_large": 413}
+
+
+class ApiError(Exception):
+    """An error with its status, raised by the services and turned into ``{"detail": ...}``."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class ServiceUnavailableError(ApiError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, detail)
+
+
+def _json(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def api_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return _json(exc.status, exc.detail)
+
+    async def image_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ImageError)
+        return _json(IMAGE_STATUS.get(exc.reason, 422), f"image refused ({exc.reason}): {exc.message}")
+
+    async def unknown_product(_: Request, exc: Exception) -> JSONResponse:
+        return _json(404, str(exc))
+
+    async def store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        return _json(503, f"store unavailable: {exc}")
+
+    async def store_error(_: Request, exc: Exception) -> JSONResponse:
+        return _json(503, f"store error: {exc}")
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(ImageError, image_error)
+    app.add_exception_handler(UnknownProductError, unknown_product)
+    app.add_exception_handler(StoreUnavailableError, store_unavailable)
+    app.add_exception_handler(StoreError, store_error)

@@ -1,0 +1,125 @@
+"""``/v1/products``: put (JSON with an image URL or catalog path, or a multipart upload), get, delete,
+and the similar products of a stored product."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import services_of
+from api.errors import ApiError
+from api.images import fetch_url, read_catalog_path, read_upload
+from api.schemas import ImageUploadFields, ProductOut, ProductPut, PutResult, SimilarOut
+from api.schemas import Match as MatchOut
+from niteru.products import PRODUCT_ID_PATTERN, ProductFields
+from niteru.store.query import Mode
+
+router = APIRouter(prefix="/v1/products", tags=["products"])
+
+ProductId = Annotated[str, Path(pattern=PRODUCT_ID_PATTERN, description="The shop's product id.")]
+ERRORS: dict[int | str, dict[str, str]] = {
+    404: {"description": "Unknown product"},
+    409: {"description": "A newer image of this product is stored"},
+    413: {"description": "Image over the size limit"},
+    415: {"description": "Not an image"},
+    422: {"description": "Invalid input"},
+    503: {"description": "Store or model unavailable"},
+}
+
+
+def _put_status(result: PutResult, response: Response) -> PutResult:
+    response.status_code = 201 if result.status == "created" else 200
+    return result
+
+
+@router.put("/{product_id}", response_model=PutResult, responses=ERRORS)
+async def put_product(product_id: ProductId, body: ProductPut, request: Request, response: Response) -> PutResult:
+    """Create or replace a product. The image comes from ``image_url`` or ``image_path``; without either
+    an existing product keeps its stored image (a text or price update)."""
+    services = services_of(request)
+    fields = ProductFields.model_validate(body.model_dump(include=set(ProductFields.model_fields)))
+
+    def work() -> PutResult:
+        image: bytes | None = None
+        ref: str | None = None
+        if body.image_url is not None:
+            ref = str(body.image_url)
+            image = fetch_url(ref, services.settings)
+        elif body.image_path is not None:
+            ref = body.image_path
+            image = read_catalog_path(ref, services.settings)
+        product, status = services.put_product(product_id, fields, image, ref, body.image_version)
+        return PutResult(**ProductOut.of(product).model_dump(), status=status)
+
+    return _put_status(await run_in_threadpool(work), response)
+
+
+@router.put("/{product_id}/image", response_model=PutResult, responses=ERRORS)
+async def put_product_image(
+    product_id: ProductId,
+    request: Request,
+    response: Response,
+    file: Annotated[UploadFile, File(description="The product photo (JPEG, PNG, WebP...).")],
+    product: Annotated[
+        str | None, Form(description="JSON of the product fields; optional when the product is stored.")
+    ] = None,
+) -> PutResult:
+    """Upload a product's image (multipart). A new product also needs the ``product`` field."""
+    services = services_of(request)
+    data = await read_upload(file, services.settings)
+    version: int | None = None
+    fields: ProductFields | None = None
+    if product is not None:
+        try:
+            given = ImageUploadFields.model_validate_json(product)
+        except ValidationError as exc:
+            raise ApiError(422, f"invalid product field: {exc.errors(include_url=False)}") from None
+        version = given.image_version
+        fields = ProductFields.model_validate(given.model_dump(include=set(ProductFields.model_fields)))
+
+    def work() -> PutResult:
+        nonlocal fields
+        if fields is None:
+            fields = ProductFields.model_validate(
+                services.get_product(product_id).model_dump(include=set(ProductFields.model_fields))
+            )
+        ref = f"upload:{hashlib.sha256(data).hexdigest()}"
+        stored, status = services.put_product(product_id, fields, data, ref, version)
+        return PutResult(**ProductOut.of(stored).model_dump(), status=status)
+
+    return _put_status(await run_in_threadpool(work), response)
+
+
+@router.get("/{product_id}", response_model=ProductOut, responses=ERRORS)
+async def get_product(product_id: ProductId, request: Request) -> ProductOut:
+    product = await run_in_threadpool(services_of(request).get_product, product_id)
+    return ProductOut.of(product)
+
+
+@router.delete("/{product_id}", status_code=204, responses=ERRORS)
+async def delete_product(product_id: ProductId, request: Request) -> Response:
+    await run_in_threadpool(services_of(request).delete_product, product_id)
+    return Response(status_code=204)
+
+
+@router.get("/{product_id}/similar", response_model=SimilarOut, responses=ERRORS)
+async def similar(
+    product_id: ProductId,
+    request: Request,
+    k: Annotated[int, Query(ge=1, description="How many products (at most api_max_k).")] = 10,
+    mode: Annotated[Mode, Query(description="auto routes by the product's category.")] = Mode.auto,
+    category: Annotated[str | None, Query(description="Only products of this category.")] = None,
+    exclude_same_shop: Annotated[bool, Query(description="Leave out the product's own shop.")] = False,
+) -> SimilarOut:
+    """Products like this one, best first, never the product itself."""
+    result = await run_in_threadpool(services_of(request).similar, product_id, k, mode, category, exclude_same_shop)
+    return SimilarOut(
+        product_id=result.product_id,
+        mode=result.mode.value,
+        weights=result.weights,
+        items=[MatchOut.of(h) for h in result.hits],
+    )

@@ -1,0 +1,176 @@
+"""What the endpoints do, as plain blocking functions (the routers run them off the event loop).
+
+``Services`` holds what the lifespan loaded once: the image model, the text model and the store. A part
+that failed to load is ``None`` with its reason in ``problems``; the endpoints that need it answer 503,
+the others keep working (similar products only needs the store: the query vectors are stored).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from api.errors import IMAGE_STATUS, ApiError, ServiceUnavailableError
+from api.middleware import timed
+from niteru.embedders import Embedders, ItemFailure, ProductInput, embed_products, input_hash, no_words
+from niteru.products import Product, ProductFields, content_hash, now_version, utc_now
+from niteru.settings import Settings
+from niteru.store import Hit, ProductPoint, ProductStore, SearchFilter
+from niteru.store.query import Mode, SimilarResult, UnknownProductError, similar_products
+
+if TYPE_CHECKING:
+    from embedding.image import MobileNetEmbedder
+    from embedding.text import TextEmbedder
+
+PutStatus = Literal["created", "updated", "unchanged"]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    image: MobileNetEmbedder | None = None
+    text: TextEmbedder | None = None
+    store: ProductStore | None = None
+    problems: dict[str, str] = field(default_factory=dict)
+
+    # --- what each endpoint needs ---------------------------------------------------------------------
+    def need_store(self) -> ProductStore:
+        if self.store is None:
+            raise ServiceUnavailableError(f"store unavailable: {self.problems.get('store', 'not opened')}")
+        return self.store
+
+    def need_image(self) -> MobileNetEmbedder:
+        if self.image is None:
+            raise ServiceUnavailableError(f"image model unavailable: {self.problems.get('image', 'not loaded')}")
+        return self.image
+
+    def need_text(self) -> TextEmbedder:
+        if self.text is None:
+            raise ServiceUnavailableError(f"text model unavailable: {self.problems.get('text', 'not loaded')}")
+        return self.text
+
+    def check_k(self, k: int) -> None:
+        if not 1 <= k <= self.settings.api_max_k:
+            raise ApiError(422, f"k must be between 1 and {self.settings.api_max_k}, got {k}")
+
+    # --- products --------------------------------------------------------------------------------------
+    def get_product(self, product_id: str) -> Product:
+        with timed("store"):
+            point = self.need_store().get(product_id)
+        if point is None:
+            raise UnknownProductError(product_id)
+        return point.product
+
+    def delete_product(self, product_id: str) -> None:
+        with timed("store"):
+            found = self.need_store().delete(product_id)
+        if not found:
+            raise UnknownProductError(product_id)
+
+    def put_product(
+        self,
+        product_id: str,
+        fields: ProductFields,
+        image: bytes | None,
+        image_ref: str | None,
+        image_version: int | None,
+    ) -> tuple[Product, PutStatus]:
+        """Create or replace a product; without image bytes an existing product keeps its image."""
+        embedders = Embedders(self.need_image(), self.need_text())
+        store = self.need_store()
+        with timed("store"):
+            existing = store.get(product_id, with_vectors=image is None)
+        if image is None:
+            if existing is None:
+                raise ApiError(
+                    422,
+                    f"product {product_id!r} is new and needs an image: give image_url or image_path, "
+                    f"or upload one to PUT /v1/products/{product_id}/image",
+                )
+            point = self._reembed_text(existing, fields, embedders)
+            if point is None:
+                return existing.product, "unchanged"
+        else:
+            version = image_version if image_version is not None else now_version()
+            if existing is not None and existing.product.image_version > version:
+                raise _stale(product_id, existing.product.image_version, version)
+            item = ProductInput(product_id, fields, image, image_ref or "", version)
+            if existing is not None and existing.product.content_hash == input_hash(item, embedders):
+                return existing.product, "unchanged"
+            with timed("model"):
+                (result,) = embed_products([item], embedders)
+            if isinstance(result, ItemFailure):
+                raise _refused(result)
+            point = result
+        with timed("store"):
+            outcome = store.upsert([point])
+        if outcome.stale:  # another request stored a newer image meanwhile; the conditional write kept it
+            raise _stale(product_id, None, point.product.image_version)
+        return point.product, "created" if existing is None else "updated"
+
+    def _reembed_text(self, existing: ProductPoint, fields: ProductFields, e: Embedders) -> ProductPoint | None:
+        """A text/price update: new text vector, the stored image vector and version (None: unchanged)."""
+        old = existing.product
+        digest = content_hash(fields, old.image_sha256, old.image_model_version, e.text.version)
+        if digest == old.content_hash:
+            return None
+        with timed("model"):
+            vector = e.text.embed([fields.text])[0]
+        if not np.any(vector):
+            raise _refused(no_words(old.product_id))
+        product = old.model_copy(
+            update={
+                **fields.model_dump(),
+                "text_model_version": e.text.version,
+                "content_hash": digest,
+                "updated_at": utc_now(),
+            }
+        )
+        return ProductPoint(product, {"image": existing.vectors["image"], "text": vector})
+
+    # --- search ----------------------------------------------------------------------------------------
+    def similar(
+        self, product_id: str, k: int, mode: Mode, category: str | None, exclude_same_shop: bool
+    ) -> SimilarResult:
+        self.check_k(k)
+        with timed("store"):
+            return similar_products(
+                self.need_store(),
+                product_id,
+                k=k,
+                mode=mode,
+                settings=self.settings,
+                category=category,
+                exclude_same_shop=exclude_same_shop,
+            )
+
+    def search_image(self, image: bytes, k: int, category: str | None) -> list[Hit]:
+        self.check_k(k)
+        model = self.need_image()
+        store = self.need_store()
+        with timed("model"):
+            vector = model.embed(model.prepare(image)[None])[0]  # a bad image raises a typed ImageError
+        with timed("store"):
+            return store.search({"image": vector}, {"image": 1.0}, k, SearchFilter(category=category))
+
+    def search_text(self, text: str, k: int, category: str | None) -> list[Hit]:
+        self.check_k(k)
+        model = self.need_text()
+        store = self.need_store()
+        with timed("model"):
+            vector = model.embed([text])[0]
+        if not np.any(vector):
+            raise ApiError(422, "the text holds no word the text model knows")
+        with timed("store"):
+            return store.search({"text": vector}, {"text": 1.0}, k, SearchFilter(category=category))
+
+
+def _refused(failure: ItemFailure) -> ApiError:
+    return ApiError(IMAGE_STATUS.get(failure.reason, 422), f"refused ({failure.reason}): {failure.message}")
+
+
+def _stale(product_id: str, stored: int | None, given: int) -> ApiError:
+    newer = f"version {stored}" if stored is not None else "a newer version"
+    return ApiError(409, f"product {product_id!r} already has a newer image ({newer} > {given}); nothing was written")

@@ -1,0 +1,105 @@
+"""The ``niteru`` command. Each sub-command imports its heavy parts only when it runs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="niteru: similar products by image and text.")
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def weights(force: Annotated[bool, typer.Option(help="Rebuild even when present.")] = False) -> None:
+    """Prepare MobileNet ImageNet weights where Keras looks for them (no model hub needed)."""
+    from embedding.image.weights import prepare_weights
+
+    typer.echo(prepare_weights(force=force))
+
+
+@app.command("image-neighbours")
+def image_neighbours(
+    catalog: Annotated[Path | None, typer.Argument(help="Catalog folder (products.csv + images/).")] = None,
+    limit: Annotated[int, typer.Option(help="How many catalog products to embed.")] = 300,
+    queries: Annotated[int, typer.Option(help="How many of them to show neighbours for.")] = 5,
+    k: Annotated[int, typer.Option(help="Neighbours per query.")] = 5,
+) -> None:
+    """Embed catalog images and print each query's nearest neighbours (a first look at the vectors)."""
+    from niteru.demo import image_neighbours_demo
+
+    image_neighbours_demo(catalog, limit=limit, queries=queries, k=k)
+
+
+@app.command("train-text")
+def train_text(
+    catalog: Annotated[Path | None, typer.Argument(help="Catalog folder (default: the catalog_dir setting).")] = None,
+) -> None:
+    """Train the text model (fastText + SCDV) on a catalog's titles and descriptions; it becomes current."""
+    from embedding.text import train_text_model
+    from niteru.catalog import read_catalog
+    from niteru.settings import get_settings
+
+    settings = get_settings()
+    texts = [row.text for row in read_catalog(catalog or settings.catalog_dir)]
+    typer.echo(train_text_model(texts, settings))
+
+
+@app.command()
+def ingest(
+    catalog: Annotated[Path | None, typer.Argument(help="Catalog folder (default: the catalog_dir setting).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Ingest a stratified sample of this many rows (default: all).")
+    ] = None,
+    demo: Annotated[bool, typer.Option(help="Ingest the demo_products setting's sample size.")] = False,
+    errors: Annotated[Path | None, typer.Option(help="JSON-lines error file (default under data_dir).")] = None,
+) -> None:
+    """Embed a catalog's images and texts into the store (resumable; bad rows go to the error file)."""
+    from niteru.catalog import CatalogFormatError
+    from niteru.ingest import ingest_catalog
+    from niteru.settings import get_settings
+    from niteru.store import StoreError
+
+    settings = get_settings()
+    try:
+        report = ingest_catalog(
+            catalog or settings.catalog_dir,
+            settings,
+            limit=settings.demo_products if demo and limit is None else limit,
+            errors_path=errors,
+        )
+    except (StoreError, CatalogFormatError) as exc:  # a locked store or a wrong folder: say so, no traceback
+        typer.echo(f"ingest failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(report.summary())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: the api_host setting).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: the api_port setting).")] = None,
+) -> None:
+    """Serve the REST API (one process: the embedded store allows one at a time)."""
+    import uvicorn
+
+    from api.app import create_app
+    from niteru.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+
+
+# Offline ANN experiments (issue 8); the sub-app imports only Typer until a command runs.
+from jobs.experiments.cli import experiments_app  # noqa: E402
+
+app.add_typer(experiments_app, name="experiments")
+
+
+if __name__ == "__main__":
+    app()

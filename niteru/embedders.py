@@ -1,0 +1,122 @@
+"""From a product's fields and image bytes to a storable ``ProductPoint`` (shared by ingest and the API).
+
+``Embedders`` holds the two loaded models; ``embed_products`` turns a batch of inputs into points, and
+reports each item that cannot become one (bad image, text without a single word) with a stable reason
+instead of failing the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from niteru.products import Product, ProductFields, content_hash, utc_now
+from niteru.settings import Settings
+from niteru.store.base import ProductPoint
+
+if TYPE_CHECKING:
+    from embedding.image import MobileNetEmbedder
+    from embedding.text import TextEmbedder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Embedders:
+    image: MobileNetEmbedder
+    text: TextEmbedder
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {"image": self.image.dim, "text": self.text.dim}
+
+
+def load_embedders(settings: Settings, train_texts: Sequence[str] | None = None) -> Embedders:
+    """Load both models once. Without a text model, train one on ``train_texts`` if given, else raise
+    ``TextModelMissingError`` (its message says how to train one)."""
+    from embedding.image import MobileNetEmbedder
+    from embedding.text import TextEmbedder, TextModelMissingError, train_text_model
+
+    try:
+        text = TextEmbedder(settings).load()
+    except TextModelMissingError:
+        if train_texts is None:
+            raise
+        log.info("no text model yet: training one on %d catalog texts", len(train_texts))
+        train_text_model(train_texts, settings)
+        text = TextEmbedder(settings).load()
+    return Embedders(MobileNetEmbedder(settings).load(), text)
+
+
+@dataclass
+class ProductInput:
+    """One product to embed: its fields, its image bytes and where they came from."""
+
+    product_id: str
+    fields: ProductFields
+    image_bytes: bytes
+    image_ref: str
+    image_version: int
+
+    @cached_property  # read by the content hash and the stored product: hash the bytes once
+    def image_sha256(self) -> str:
+        return hashlib.sha256(self.image_bytes).hexdigest()
+
+
+@dataclass
+class ItemFailure:
+    """Why one product could not be embedded: a stable ``reason`` code and a message for people."""
+
+    product_id: str
+    reason: str
+    message: str
+
+
+def no_words(product_id: str) -> ItemFailure:
+    """The refusal of a product whose title and description hold no word the text model knows."""
+    return ItemFailure(product_id, "text_has_no_words", "title and description hold no word")
+
+
+def input_hash(item: ProductInput, embedders: Embedders) -> str:
+    return content_hash(item.fields, item.image_sha256, embedders.image.version, embedders.text.version)
+
+
+def embed_products(items: Sequence[ProductInput], embedders: Embedders) -> list[ProductPoint | ItemFailure]:
+    """A point per input, in order, or the reason it failed; one bad item never sinks the batch."""
+    if not items:
+        return []
+    text_vectors = embedders.text.embed([it.fields.text for it in items])
+    images = embedders.image.embed_sources([it.image_bytes for it in items])
+    image_rows = {index: row for row, index in enumerate(images.indices)}
+    now = utc_now()
+    out: list[ProductPoint | ItemFailure] = []
+    for i, it in enumerate(items):
+        if i in images.errors:
+            err = images.errors[i]
+            out.append(ItemFailure(it.product_id, err.reason, err.message))
+            continue
+        if not np.any(text_vectors[i]):
+            # The text model gives a zero vector to a text without a single known word; it would be
+            # nobody's neighbour, so the product is refused rather than stored half-searchable.
+            out.append(no_words(it.product_id))
+            continue
+        product = Product(
+            **it.fields.model_dump(),
+            product_id=it.product_id,
+            image=it.image_ref,
+            image_sha256=it.image_sha256,
+            image_version=it.image_version,
+            image_model_version=embedders.image.version,
+            text_model_version=embedders.text.version,
+            content_hash=input_hash(it, embedders),
+            updated_at=now,
+        )
+        vectors = {"image": images.vectors[image_rows[i]], "text": text_vectors[i]}
+        out.append(ProductPoint(product, vectors))
+    return out

@@ -1,0 +1,116 @@
+"""The store interface: what the API, the ingest and the jobs call.
+
+Only niteru types and numpy arrays cross it, so a second engine (Qdrant Edge, issue 7) can sit behind
+the same calls. Vectors are named: ``image`` and ``text`` (``VECTOR_NAMES``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from niteru.products import Product
+
+VECTOR_NAMES = ("image", "text")
+
+
+class StoreError(RuntimeError):
+    """Base of store errors."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached (server down, embedded folder locked by another process)."""
+
+
+class StoreSchemaError(StoreError):
+    """The stored collection does not fit the models (a vector size changed): rebuild it."""
+
+
+@dataclass
+class ProductPoint:
+    """A product with its vectors, one per name in ``VECTOR_NAMES`` (float32, L2-normalised)."""
+
+    product: Product
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Restrictions on the results: equal-to filters and exclusions."""
+
+    category: str | None = None
+    subcategory: str | None = None
+    shop_id: str | None = None
+    exclude_shop_id: str | None = None
+    exclude_product_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hit:
+    product: Product
+    score: float
+
+
+@dataclass
+class UpsertOutcome:
+    """Which products were written, and which were refused because a newer image is stored."""
+
+    written: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+
+
+class ProductStore(ABC):
+    """One collection of products with named vectors, reached by product id."""
+
+    @abstractmethod
+    def ensure_collection(self, dims: Mapping[str, int]) -> None:
+        """Create the collection (and whatever points at it) if missing; check the sizes if present."""
+
+    @abstractmethod
+    def upsert(self, points: Sequence[ProductPoint]) -> UpsertOutcome:
+        """Idempotent write; a point whose stored ``image_version`` is newer is left alone (stale)."""
+
+    @abstractmethod
+    def get(self, product_id: str, with_vectors: bool = False) -> ProductPoint | None: ...
+
+    @abstractmethod
+    def content_hashes(self, product_ids: Sequence[str]) -> dict[str, str]:
+        """``content_hash`` of those of the products that are stored (for resumable ingest)."""
+
+    @abstractmethod
+    def delete(self, product_id: str) -> bool:
+        """True when the product existed."""
+
+    @abstractmethod
+    def search(
+        self,
+        vectors: Mapping[str, np.ndarray],
+        weights: Mapping[str, float],
+        k: int,
+        search_filter: SearchFilter | None = None,
+    ) -> list[Hit]:
+        """Nearest products. One positive weight: that vector alone; several: weighted RRF of each."""
+
+    @abstractmethod
+    def count(self) -> int: ...
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise ``StoreUnavailableError`` unless the store answers."""
+
+    @abstractmethod
+    def info(self) -> dict[str, Any]:
+        """Facts for /readyz and the benchmark (engine, collection, points, disk bytes)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> ProductStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
