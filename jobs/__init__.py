@@ -1,0 +1,1 @@
+"""Background work: Celery tasks, the daily rebuild and offline experiments."""

@@ -1,0 +1,1 @@
+"""Offline experiments: real vector sets and the faiss product-quantisation study (issue 8)."""
