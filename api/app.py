@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.middleware import ContentLengthLimitMiddleware, ServerTimingMiddleware
-from api.routers import health, products, search
+from api.routers import categorize, health, products, search
 from api.services import Services
 from niteru import __version__
 from niteru.embedders import Embedders
@@ -47,6 +47,13 @@ def load_services(settings: Settings, embedders: Embedders | None = None) -> Ser
             services.text = TextEmbedder(settings).load()
         except TextError as exc:
             services.problems["text"] = str(exc)
+    from embedding.category import CategoryModelMissingError
+    from niteru.categorize import load_current
+
+    try:
+        services.category = load_current(settings)
+    except CategoryModelMissingError as exc:
+        services.problems["category"] = str(exc)
     try:
         store = open_store(settings)
     except StoreError as exc:
@@ -94,7 +101,7 @@ def create_app(settings: Settings | None = None, *, embedders: Embedders | None 
     app.add_middleware(ServerTimingMiddleware)
     app.add_middleware(ContentLengthLimitMiddleware, max_body_bytes=max_body)
     install_error_handlers(app)
-    for router in (health.router, products.router, search.router):
+    for router in (health.router, products.router, search.router, categorize.router):
         # The cap is on the routes rather than the app: FastAPI's app-level cap sits outside our middleware
         # and answers a declared oversize body in plain text; per route it stops a chunked body as JSON.
         app.include_router(router, max_body_size=max_body)

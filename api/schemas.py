@@ -8,7 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from niteru.products import NonBlank, Product, ProductFields
+from niteru.routing import Route
 from niteru.store import Hit
+from niteru.store.query import Explanation, SimilarResult
 
 # Qdrant compares range filters as float64: versions stay below 2**53 to compare exactly.
 MAX_VERSION = 2**53 - 1
@@ -48,6 +50,7 @@ class ProductOut(BaseModel):
     title: str
     description: str
     category: str
+    category_estimated: bool
     subcategory: str
     price: float | None
     image: str
@@ -65,38 +68,111 @@ class PutResult(ProductOut):
     status: Literal["created", "updated", "unchanged"]
 
 
+class Explain(BaseModel):
+    """Why a result scored what it did (``explain=true``). ``fused_score`` equals the sum of
+    ``contributions``: for wsum each vector's weight (normalised to sum to 1) times its cosine; for
+    wrrf/rrf ``1 / ((rank + 1) / w + k - 1)`` per list the product is in (rank from 0); for dbsf each
+    list's score scaled by that list's mean +- 3 sd. A single-vector query's score is its cosine."""
+
+    image_score: float | None = Field(description="Cosine similarity of the image vectors (None: not asked).")
+    text_score: float | None = Field(description="Cosine similarity of the text vectors (None: not asked).")
+    fused_score: float
+    contributions: dict[str, float]
+    ranks: dict[str, int | None] = Field(description="1-based rank in each vector's candidate list.")
+
+
 class Match(BaseModel):
-    """A product in a result list, with its score (cosine for one vector, fused RRF score otherwise)."""
+    """A product in a result list, with its score (cosine for one vector, the fusion's score otherwise)."""
 
     product_id: str
     score: float
     shop_id: str
     title: str
     category: str
+    category_estimated: bool = False
     subcategory: str
     price: float | None
     image: str
+    explain: Explain | None = None
 
     @classmethod
-    def of(cls, hit: Hit) -> Match:
+    def of(cls, hit: Hit, explanation: Explanation | None = None) -> Match:
         p = hit.product
+        explain = None
+        if explanation is not None:
+            explain = Explain(
+                image_score=explanation.scores.get("image"),
+                text_score=explanation.scores.get("text"),
+                fused_score=hit.score,
+                contributions=explanation.contributions,
+                ranks=explanation.ranks,
+            )
         return cls(
             product_id=p.product_id,
             score=hit.score,
             shop_id=p.shop_id,
             title=p.title,
             category=p.category,
+            category_estimated=p.category_estimated,
             subcategory=p.subcategory,
             price=p.price,
             image=p.image,
+            explain=explain,
+        )
+
+
+class CategoryEstimate(BaseModel):
+    category: str
+    probability: float
+
+
+class RouteOut(BaseModel):
+    """The route a similar-products query took."""
+
+    mode: str
+    source: str = Field(description="mode (a fixed mode), known (the shop's category) or estimated.")
+    category: str | None
+    probability: float | None
+    weights: dict[str, float] = Field(description="Weight of each vector (0: not asked).")
+    estimates: list[CategoryEstimate] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, route: Route) -> RouteOut:
+        return cls(
+            mode=route.mode.value,
+            source=route.source,
+            category=route.category,
+            probability=route.probability,
+            weights=route.weights,
+            estimates=[CategoryEstimate(category=c, probability=p) for c, p in route.estimates],
         )
 
 
 class SimilarOut(BaseModel):
     product_id: str
     mode: str
+    fusion: str
     weights: dict[str, float] = Field(description="Weight of each vector in this query (0: not asked).")
+    route: RouteOut
     items: list[Match]
+
+    @classmethod
+    def of(cls, result: SimilarResult) -> SimilarOut:
+        explanations: list[Explanation | None] = list(result.explanations) or [None] * len(result.hits)
+        return cls(
+            product_id=result.product_id,
+            mode=result.route.mode.value,
+            fusion=result.fusion.value,
+            weights=result.route.weights,
+            route=RouteOut.of(result.route),
+            items=[Match.of(h, e) for h, e in zip(result.hits, explanations, strict=True)],
+        )
+
+
+class CategorizeOut(BaseModel):
+    categories: list[CategoryEstimate] = Field(description="The likeliest coarse categories, best first.")
+    used: list[str] = Field(description="The vectors the estimate came from: image, text or both.")
+    model_version: str
 
 
 class TextSearchIn(BaseModel):

@@ -14,13 +14,15 @@ import numpy as np
 
 from api.errors import IMAGE_STATUS, ApiError, ServiceUnavailableError
 from api.middleware import timed
+from niteru.categorize import estimate
 from niteru.embedders import Embedders, ItemFailure, ProductInput, embed_products, input_hash, no_words
 from niteru.products import Product, ProductFields, content_hash, now_version, utc_now
 from niteru.settings import Settings
 from niteru.store import Hit, ProductPoint, ProductStore, SearchFilter
-from niteru.store.query import Mode, SimilarResult, UnknownProductError, similar_products
+from niteru.store.query import Estimator, SimilarOptions, SimilarResult, UnknownProductError, similar_products
 
 if TYPE_CHECKING:
+    from embedding.category import CategoryModel
     from embedding.image import MobileNetEmbedder
     from embedding.text import TextEmbedder
 
@@ -33,6 +35,7 @@ class Services:
     image: MobileNetEmbedder | None = None
     text: TextEmbedder | None = None
     store: ProductStore | None = None
+    category: CategoryModel | None = None
     problems: dict[str, str] = field(default_factory=dict)
 
     # --- what each endpoint needs ---------------------------------------------------------------------
@@ -50,6 +53,19 @@ class Services:
         if self.text is None:
             raise ServiceUnavailableError(f"text model unavailable: {self.problems.get('text', 'not loaded')}")
         return self.text
+
+    def need_category(self) -> CategoryModel:
+        if self.category is None:
+            raise ServiceUnavailableError(
+                f"category classifier unavailable: {self.problems.get('category', 'not loaded')}"
+            )
+        return self.category
+
+    def estimator(self) -> Estimator | None:
+        model = self.category
+        if model is None:
+            return None
+        return lambda image, text: estimate(model, image, text)
 
     def check_k(self, k: int) -> None:
         if not 1 <= k <= self.settings.api_max_k:
@@ -104,11 +120,26 @@ class Services:
             if isinstance(result, ItemFailure):
                 raise _refused(result)
             point = result
+        if not fields.category:
+            point = self._estimated_category(point)
         with timed("store"):
             outcome = store.upsert([point])
         if outcome.stale:  # another request stored a newer image meanwhile; the conditional write kept it
             raise _stale(product_id, None, point.product.image_version)
         return point.product, "created" if existing is None else "updated"
+
+    def _estimated_category(self, point: ProductPoint) -> ProductPoint:
+        """A product sent without a category gets the classifier's best guess, marked as estimated."""
+        if self.category is None:
+            raise ApiError(
+                422,
+                "category is empty and no category classifier is loaded to estimate it "
+                f"({self.problems.get('category', 'not trained')}): send a category",
+            )
+        with timed("model"):
+            (best, _), *_ = estimate(self.category, point.vectors.get("image"), point.vectors.get("text"))
+        product = point.product.model_copy(update={"category": best, "category_estimated": True})
+        return ProductPoint(product, point.vectors)
 
     def _reembed_text(self, existing: ProductPoint, fields: ProductFields, e: Embedders) -> ProductPoint | None:
         """A text/price update: new text vector, the stored image vector and version (None: unchanged)."""
@@ -131,20 +162,36 @@ class Services:
         return ProductPoint(product, {"image": existing.vectors["image"], "text": vector})
 
     # --- search ----------------------------------------------------------------------------------------
-    def similar(
-        self, product_id: str, k: int, mode: Mode, category: str | None, exclude_same_shop: bool
-    ) -> SimilarResult:
-        self.check_k(k)
+    def similar(self, product_id: str, options: SimilarOptions) -> SimilarResult:
+        self.check_k(options.k)
         with timed("store"):
-            return similar_products(
-                self.need_store(),
-                product_id,
-                k=k,
-                mode=mode,
-                settings=self.settings,
-                category=category,
-                exclude_same_shop=exclude_same_shop,
-            )
+            return similar_products(self.need_store(), product_id, self.settings, options, self.estimator())
+
+    def categorize(
+        self, text: str | None, image: bytes | None, product_id: str | None
+    ) -> tuple[list[tuple[str, float]], list[str]]:
+        """The likeliest categories, and which vectors they were estimated from."""
+        model = self.need_category()
+        vectors: dict[str, np.ndarray] = {}
+        if product_id is not None:
+            with timed("store"):
+                point = self.need_store().get(product_id, with_vectors=True)
+            if point is None:
+                raise UnknownProductError(product_id)
+            vectors = dict(point.vectors)
+        if image is not None:
+            img = self.need_image()
+            with timed("model"):
+                vectors["image"] = img.embed(img.prepare(image)[None])[0]
+        if text is not None:
+            with timed("model"):
+                vectors["text"] = self.need_text().embed([text])[0]
+            if not np.any(vectors["text"]):
+                raise ApiError(422, "the text holds no word the text model knows")
+        if not vectors:
+            raise ApiError(422, "give a text, an image or a product_id to categorise")
+        with timed("model"):
+            return estimate(model, vectors.get("image"), vectors.get("text")), sorted(vectors)
 
     def search_image(self, image: bytes, k: int, category: str | None) -> list[Hit]:
         self.check_k(k)

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from niteru.catalog import CatalogRow, read_catalog, stratified_sample
+from niteru.categorize import CategoryTrainingError, category_dir, train_from_store
 from niteru.embedders import Embedders, ItemFailure, ProductInput, embed_products, input_hash, load_embedders
 from niteru.products import ProductFields, is_valid_product_id
 from niteru.settings import Settings
@@ -112,8 +113,11 @@ def ingest_catalog(
     store: ProductStore | None = None,
     embedders: Embedders | None = None,
     errors_path: Path | None = None,
+    train_category: bool = True,
 ) -> IngestReport:
-    """Ingest ``catalog_dir`` (``limit``: a stratified sample of that many rows, spanning all sources)."""
+    """Ingest ``catalog_dir`` (``limit``: a stratified sample of that many rows, spanning all sources).
+
+    With ``train_category`` and no category classifier yet, one is trained on the store afterwards."""
     rows = read_catalog(catalog_dir)
     if limit is not None:
         rows = stratified_sample(rows, limit)
@@ -123,7 +127,14 @@ def ingest_catalog(
     store = store or open_store(settings)
     try:
         store.ensure_collection(embedders.dims)
-        return _ingest_rows(rows, catalog_dir, settings, store, embedders, errors_path)
+        report = _ingest_rows(rows, catalog_dir, settings, store, embedders, errors_path)
+        if train_category and not (category_dir(settings) / "current.json").is_file():
+            log.info("no category classifier yet: training one on the store")
+            try:
+                train_from_store(store, settings)
+            except CategoryTrainingError as exc:  # a tiny catalog: the service runs without estimates
+                log.warning("category classifier not trained: %s", exc)
+        return report
     finally:
         if own_store:
             store.close()

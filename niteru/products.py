@@ -67,7 +67,11 @@ class ProductFields(BaseModel):
     shop_id: NonBlank = Field(max_length=200, description="The shop (or brand) selling the product.")
     title: NonBlank = Field(max_length=1000)
     description: str = Field("", max_length=50_000)
-    category: NonBlank = Field(max_length=100, description="Coarse routing label, e.g. fashion, food.")
+    category: str = Field(
+        "",
+        max_length=100,
+        description="Coarse routing label, e.g. fashion, food. Empty: the service estimates it from the vectors.",
+    )
     subcategory: str = Field("", max_length=200)
     price: float | None = Field(None, ge=0, description="Price in the shop's currency; null when unknown.")
 
@@ -83,6 +87,7 @@ class Product(ProductFields):
     image: str = Field(description="Where the image came from: a catalog path, a URL or upload:<sha256>.")
     image_sha256: str
     image_version: int = Field(description="Grows with every new image; an older image never overwrites a newer.")
+    category_estimated: bool = Field(False, description="The category is the classifier's estimate, not the shop's.")
     image_model_version: str
     text_model_version: str
     content_hash: str = Field(description="Hash of fields + image bytes + model versions; unchanged means skip.")

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from niteru.fusion import Fusion
+
 ResizeMode = Literal["pad", "crop", "stretch"]
 
 
@@ -119,8 +121,13 @@ class Settings(BaseSettings):
     )
     route_weights: dict[str, dict[str, float]] = Field(
         {"fashion": {"image": 1.0, "text": 0.2}, "*": {"image": 0.2, "text": 1.0}},
-        description="mode=auto: RRF weights of the image and text vectors by stored category ('*': any other). "
-        "Fashion is told apart by its look, the rest by its words; the full routing policy is issue 5.",
+        description="mode=auto: weights of the image and text vectors by category ('*': any other). Fashion is "
+        "told apart by its look, the rest by its words. An estimated category blends the rows by probability.",
+    )
+    fusion: Fusion = Field(
+        Fusion.wsum,
+        description="How hybrid queries fuse the per-vector candidate lists: wsum (weighted cosine sum), wrrf, "
+        "rrf or dbsf. The default was picked by bench/relevance.py.",
     )
     rrf_k: int = Field(60, ge=1, description="RRF ranking constant of hybrid and auto queries.")
 

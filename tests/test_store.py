@@ -17,6 +17,7 @@ import pytest
 from niteru.products import Product, point_id, utc_now
 from niteru.settings import Settings
 from niteru.store import (
+    Fusion,
     ProductPoint,
     ProductStore,
     SearchFilter,
@@ -179,7 +180,7 @@ def test_fusion_ranks_by_weighted_reciprocal_rank(filled: tuple[ProductStore, li
     store, points = filled
     query = points[7].vectors
     weights = {"image": 1.0, "text": 0.3}
-    hits = store.search(query, weights, 10)
+    hits = store.search(query, weights, 10, fusion=Fusion.wrrf)
     every = [True] * len(points)
     ranks = {n: brute_force(points, query[n], n, every) for n in weights}
     k = 60  # settings.rrf_k
@@ -192,6 +193,55 @@ def test_fusion_ranks_by_weighted_reciprocal_rank(filled: tuple[ProductStore, li
     assert [h.score for h in hits] == pytest.approx([rrf(pid) for pid in expected], rel=1e-6)
     with pytest.raises(ValueError, match="no vector"):
         store.search(query, {"image": 0.0, "text": 0.0}, 5)
+
+
+def test_weighted_sum_fusion_is_the_normalised_sum_of_cosines(filled: tuple[ProductStore, list[ProductPoint]]) -> None:
+    """30 points and 50 candidates per list: every point is a candidate, so the ranking is global."""
+    store, points = filled
+    query = points[7].vectors
+    weights = {"image": 1.0, "text": 0.3}
+    hits = store.search(query, weights, 10, fusion=Fusion.wsum)
+
+    def fused(p: ProductPoint) -> float:
+        return sum(w / 1.3 * float(p.vectors[n] @ query[n]) for n, w in weights.items())
+
+    expected = sorted(points, key=lambda p: -fused(p))[:10]
+    assert [h.product.product_id for h in hits] == [p.product.product_id for p in expected]
+    assert [h.score for h in hits] == pytest.approx([fused(p) for p in expected], abs=1e-5)
+
+
+@pytest.mark.parametrize("fusion", list(Fusion))
+def test_fusion_with_weights_one_and_zero_is_the_image_ranking(
+    filled: tuple[ProductStore, list[ProductPoint]], fusion: Fusion
+) -> None:
+    store, points = filled
+    query = points[3].vectors
+    image_only = store.search({"image": query["image"]}, {"image": 1.0}, 8)
+    fused = store.search(query, {"image": 1.0, "text": 0.0}, 8, fusion=fusion)
+    assert [h.product.product_id for h in fused] == [h.product.product_id for h in image_only]
+
+
+@pytest.mark.parametrize("fusion", list(Fusion))
+def test_filters_hold_under_every_fusion(filled: tuple[ProductStore, list[ProductPoint]], fusion: Fusion) -> None:
+    store, points = filled
+    query = points[3].vectors
+    f = SearchFilter(category="food", exclude_shop_id="shop-1", exclude_product_ids=("p-3", "p-5"))
+    hits = store.search(query, {"image": 0.6, "text": 0.4}, 30, f, fusion)
+    allowed = {
+        p.product.product_id
+        for p in points
+        if p.product.category == "food" and p.product.shop_id != "shop-1" and p.product.product_id not in ("p-3", "p-5")
+    }
+    assert {h.product.product_id for h in hits} == allowed
+
+
+def test_scroll_returns_every_product_once_with_its_vectors(filled: tuple[ProductStore, list[ProductPoint]]) -> None:
+    store, points = filled
+    seen = [p for batch in store.scroll(batch_size=7) for p in batch]
+    assert sorted(p.product.product_id for p in seen) == sorted(p.product.product_id for p in points)
+    by_id = {p.product.product_id: p for p in points}
+    for p in seen:
+        np.testing.assert_allclose(p.vectors["image"], by_id[p.product.product_id].vectors["image"], atol=1e-6)
 
 
 def test_delete(filled: tuple[ProductStore, list[ProductPoint]]) -> None:

@@ -14,9 +14,11 @@ from api.deps import services_of
 from api.errors import ApiError
 from api.images import fetch_url, read_catalog_path, read_upload
 from api.schemas import ImageUploadFields, ProductOut, ProductPut, PutResult, SimilarOut
-from api.schemas import Match as MatchOut
+from niteru.fusion import Fusion
 from niteru.products import PRODUCT_ID_PATTERN, ProductFields
-from niteru.store.query import Mode
+from niteru.routing import Mode
+from niteru.store import SearchFilter
+from niteru.store.query import SimilarOptions
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
@@ -111,15 +113,40 @@ async def similar(
     product_id: ProductId,
     request: Request,
     k: Annotated[int, Query(ge=1, description="How many products (at most api_max_k).")] = 10,
-    mode: Annotated[Mode, Query(description="auto routes by the product's category.")] = Mode.auto,
+    mode: Annotated[
+        Mode, Query(description="auto routes by the product's category; image, text and hybrid (50/50) do not.")
+    ] = Mode.auto,
+    fusion: Annotated[
+        Fusion | None, Query(description="Fusion of the image and text lists (default: the fusion setting).")
+    ] = None,
     category: Annotated[str | None, Query(description="Only products of this category.")] = None,
+    subcategory: Annotated[str | None, Query(description="Only products of this subcategory.")] = None,
+    shop_id: Annotated[str | None, Query(description="Only products of this shop.")] = None,
+    price_min: Annotated[float | None, Query(ge=0, description="Lowest price (products without one drop out).")] = None,
+    price_max: Annotated[float | None, Query(ge=0, description="Highest price.")] = None,
     exclude_same_shop: Annotated[bool, Query(description="Leave out the product's own shop.")] = False,
+    max_per_shop: Annotated[int | None, Query(ge=1, description="At most this many products per shop.")] = None,
+    exclude: Annotated[list[str] | None, Query(max_length=200, description="Product ids to leave out.")] = None,
+    explain: Annotated[bool, Query(description="Per result: image, text and fused scores, and the ranks.")] = False,
 ) -> SimilarOut:
     """Products like this one, best first, never the product itself."""
-    result = await run_in_threadpool(services_of(request).similar, product_id, k, mode, category, exclude_same_shop)
-    return SimilarOut(
-        product_id=result.product_id,
-        mode=result.mode.value,
-        weights=result.weights,
-        items=[MatchOut.of(h) for h in result.hits],
+    if price_min is not None and price_max is not None and price_min > price_max:
+        raise ApiError(422, f"price_min ({price_min}) is above price_max ({price_max})")
+    options = SimilarOptions(
+        k=k,
+        mode=mode,
+        fusion=fusion,
+        filter=SearchFilter(
+            category=category,
+            subcategory=subcategory,
+            shop_id=shop_id,
+            price_min=price_min,
+            price_max=price_max,
+            exclude_product_ids=tuple(exclude or ()),
+        ),
+        exclude_same_shop=exclude_same_shop,
+        max_per_shop=max_per_shop,
+        explain=explain,
     )
+    result = await run_in_threadpool(services_of(request).similar, product_id, options)
+    return SimilarOut.of(result)

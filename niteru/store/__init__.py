@@ -9,6 +9,7 @@ from __future__ import annotations
 from niteru.settings import Settings
 from niteru.store.base import (
     VECTOR_NAMES,
+    Fusion,
     Hit,
     ProductPoint,
     ProductStore,
@@ -29,6 +30,7 @@ def open_store(settings: Settings) -> ProductStore:
 
 __all__ = [
     "VECTOR_NAMES",
+    "Fusion",
     "Hit",
     "ProductPoint",
     "ProductStore",

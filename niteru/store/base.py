@@ -7,12 +7,13 @@ the same calls. Vectors are named: ``image`` and ``text`` (``VECTOR_NAMES``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from niteru.fusion import Fusion as Fusion
 from niteru.products import Product
 
 VECTOR_NAMES = ("image", "text")
@@ -47,12 +48,20 @@ class SearchFilter:
     shop_id: str | None = None
     exclude_shop_id: str | None = None
     exclude_product_ids: tuple[str, ...] = ()
+    price_min: float | None = None
+    price_max: float | None = None
+
+    @property
+    def only_excludes_ids(self) -> bool:
+        return self == SearchFilter(exclude_product_ids=self.exclude_product_ids)
 
 
 @dataclass(frozen=True)
 class Hit:
     product: Product
     score: float
+    # Filled when asked (``with_vectors``): the hit's stored vectors, for explaining its score.
+    vectors: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -92,8 +101,30 @@ class ProductStore(ABC):
         weights: Mapping[str, float],
         k: int,
         search_filter: SearchFilter | None = None,
+        fusion: Fusion = Fusion.wsum,
+        *,
+        candidates: int | None = None,
+        with_vectors: bool = False,
     ) -> list[Hit]:
-        """Nearest products. One positive weight: that vector alone; several: weighted RRF of each."""
+        """Nearest products. One vector: cosine similarity to it. Several: each vector's candidate list
+        (``candidates`` long, default a few times ``k``) fused by ``fusion`` with ``weights``; a vector of
+        weight 0 still brings candidates under ``wsum`` but adds nothing to their scores."""
+
+    @abstractmethod
+    def candidate_lists(
+        self,
+        vectors: Mapping[str, np.ndarray],
+        k: int,
+        search_filter: SearchFilter | None = None,
+        *,
+        candidates: int | None = None,
+    ) -> dict[str, list[Hit]]:
+        """The per-vector candidate lists, best first, exactly as a ``search`` for ``k`` with the same
+        filter fuses them (excluded ids may still be in them): what ``explain`` ranks against."""
+
+    @abstractmethod
+    def scroll(self, batch_size: int = 256, with_vectors: bool = True) -> Iterator[list[ProductPoint]]:
+        """Every stored product, in batches, in a stable order."""
 
     @abstractmethod
     def count(self) -> int: ...

@@ -1,23 +1,25 @@
-"""Similar products of a stored product, by mode: which vectors to ask and with which weights.
+"""Similar products of a stored product: route, fused search, shop caps and the score breakdown.
 
-``mode=auto`` is a simple rule on the stored category here (the ``route_weights`` settings table:
-fashion looks, the rest reads); issue 5 replaces it with the full routed fusion policy.
+The API, the web page and ``bench/relevance.py`` all call ``similar_products``, so the benchmark measures
+the code path users get.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
+import numpy as np
+
+from niteru.routing import Mode, Route, route
 from niteru.settings import Settings
-from niteru.store.base import Hit, ProductStore, SearchFilter
+from niteru.store.base import Fusion, Hit, ProductStore, SearchFilter
 
-
-class Mode(StrEnum):
-    auto = "auto"
-    image = "image"
-    text = "text"
-    hybrid = "hybrid"
+# (image vector, text vector) -> [(category, probability), ...] best first; None when no classifier.
+Estimator = Callable[[np.ndarray | None, np.ndarray | None], list[tuple[str, float]]]
+# With a per-shop cap, ask for this many times k at first, and at most this many products in all.
+SHOP_CAP_OVERFETCH = 3
+SHOP_CAP_MAX_FETCH = 1000
 
 
 class UnknownProductError(LookupError):
@@ -26,47 +28,149 @@ class UnknownProductError(LookupError):
         self.product_id = product_id
 
 
-def mode_weights(mode: Mode, category: str, settings: Settings) -> dict[str, float]:
-    """Weights of the image and text vectors for a query product of ``category``."""
-    if mode is Mode.image:
-        return {"image": 1.0, "text": 0.0}
-    if mode is Mode.text:
-        return {"image": 0.0, "text": 1.0}
-    if mode is Mode.hybrid:
-        return {"image": 1.0, "text": 1.0}
-    table = settings.route_weights
-    row = table.get(category) or table.get("*") or {"image": 1.0, "text": 1.0}
-    return {"image": float(row.get("image", 0.0)), "text": float(row.get("text", 0.0))}
+@dataclass(frozen=True)
+class SimilarOptions:
+    k: int = 10
+    mode: Mode = Mode.auto
+    fusion: Fusion | None = None  # None: the ``fusion`` setting
+    filter: SearchFilter = field(default_factory=SearchFilter)
+    exclude_same_shop: bool = False
+    max_per_shop: int | None = None
+    explain: bool = False
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a hit scored what it did. ``scores``: cosine similarity of each vector to the query's.
+    ``contributions``: each vector's share of the fused score under the fusion's rule (they sum to it).
+    ``ranks``: the hit's 1-based rank in each vector's candidate list (None: not in it)."""
+
+    scores: dict[str, float]
+    contributions: dict[str, float]
+    ranks: dict[str, int | None]
 
 
 @dataclass
 class SimilarResult:
     product_id: str
-    mode: Mode
-    weights: dict[str, float]
+    route: Route
+    fusion: Fusion
     hits: list[Hit]
+    explanations: list[Explanation] = field(default_factory=list)
 
 
 def similar_products(
     store: ProductStore,
     product_id: str,
-    *,
-    k: int,
-    mode: Mode,
     settings: Settings,
-    category: str | None = None,
-    exclude_same_shop: bool = False,
+    options: SimilarOptions,
+    estimate: Estimator | None = None,
 ) -> SimilarResult:
     """The ``k`` nearest other products; the query product itself is never among them."""
     point = store.get(product_id, with_vectors=True)
     if point is None:
         raise UnknownProductError(product_id)
     product = point.product
-    weights = mode_weights(mode, product.category, settings)
-    search_filter = SearchFilter(
-        category=category,
-        exclude_shop_id=product.shop_id if exclude_same_shop else None,
-        exclude_product_ids=(product_id,),
+    estimates: list[tuple[str, float]] = []
+    if options.mode is Mode.auto and product.category_estimated and estimate is not None:
+        estimates = estimate(point.vectors.get("image"), point.vectors.get("text"))
+    taken = route(
+        options.mode,
+        settings,
+        category=product.category,
+        category_estimated=product.category_estimated,
+        estimates=estimates,
     )
-    hits = store.search(point.vectors, weights, k, search_filter)
-    return SimilarResult(product_id, mode, weights, hits)
+    f = options.filter
+    search_filter = replace(
+        f,
+        exclude_shop_id=product.shop_id if options.exclude_same_shop else f.exclude_shop_id,
+        exclude_product_ids=(product_id, *f.exclude_product_ids),
+    )
+    vectors = {n: v for n, v in point.vectors.items() if taken.weights.get(n, 0.0) > 0}
+    fusion = options.fusion or settings.fusion
+    hits, asked = _search_capped(store, vectors, taken.weights, search_filter, fusion, options)
+    result = SimilarResult(product_id, taken, fusion, hits)
+    if options.explain:
+        result.explanations = explain(store, vectors, taken.weights, search_filter, fusion, asked, hits, settings)
+    return result
+
+
+def _search_capped(
+    store: ProductStore,
+    vectors: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    search_filter: SearchFilter,
+    fusion: Fusion,
+    options: SimilarOptions,
+) -> tuple[list[Hit], int]:
+    """Search, keeping at most ``max_per_shop`` products of each shop: over-fetch, cap, and fetch more
+    while the cap leaves fewer than k and the store has more to give. Returns the hits and the k asked."""
+    k, cap = options.k, options.max_per_shop
+    with_vectors = options.explain
+    if cap is None:
+        return store.search(vectors, weights, k, search_filter, fusion, with_vectors=with_vectors), k
+    asked = min(SHOP_CAP_MAX_FETCH, k * SHOP_CAP_OVERFETCH)
+    while True:
+        found = store.search(vectors, weights, asked, search_filter, fusion, with_vectors=with_vectors)
+        per_shop: dict[str, int] = {}
+        kept: list[Hit] = []
+        for hit in found:
+            n = per_shop.get(hit.product.shop_id, 0)
+            if n < cap:
+                per_shop[hit.product.shop_id] = n + 1
+                kept.append(hit)
+        if len(kept) >= k or len(found) < asked or asked >= SHOP_CAP_MAX_FETCH:
+            return kept[:k], asked
+        asked = min(SHOP_CAP_MAX_FETCH, asked * 2)
+
+
+def explain(
+    store: ProductStore,
+    vectors: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    search_filter: SearchFilter,
+    fusion: Fusion,
+    k: int,
+    hits: list[Hit],
+    settings: Settings,
+) -> list[Explanation]:
+    """The score breakdown of each hit (which must carry its vectors: search ``with_vectors``)."""
+    names = list(vectors)
+    cosines = [{n: float(np.dot(h.vectors[n], vectors[n])) for n in names if n in h.vectors} for h in hits]
+    single = len(names) == 1
+    ranks: dict[str, dict[str, int]] = {}
+    lists: dict[str, list[Hit]] = {}
+    if not single:
+        lists = store.candidate_lists(vectors, k, search_filter)
+        ranks = {n: {h.product.product_id: i for i, h in enumerate(hs)} for n, hs in lists.items()}
+    total = sum(max(0.0, float(weights.get(n, 0.0))) for n in names)
+    out = []
+    for hit, cos in zip(hits, cosines, strict=True):
+        pid = hit.product.product_id
+        where = {n: ranks.get(n, {}).get(pid) for n in names}
+        contributions: dict[str, float] = {}
+        for n in names:
+            w = max(0.0, float(weights.get(n, 0.0)))
+            rank = where[n]
+            if single:
+                contributions[n] = cos[n]
+            elif fusion is Fusion.wsum:
+                contributions[n] = w / total * cos[n]
+            elif fusion in (Fusion.wrrf, Fusion.rrf):
+                w = w if fusion is Fusion.wrrf else (1.0 if w > 0 else 0.0)
+                # Qdrant's weighted RRF: 1 / ((rank + 1) / w + k - 1), rank counted from 0.
+                contributions[n] = 0.0 if rank is None or w <= 0 else 1.0 / ((rank + 1) / w + settings.rrf_k - 1)
+            else:
+                contributions[n] = 0.0 if rank is None else _dbsf_normalised(lists[n], rank)
+        out.append(Explanation(cos, contributions, {n: None if r is None else r + 1 for n, r in where.items()}))
+    return out
+
+
+def _dbsf_normalised(hits: list[Hit], rank: int) -> float:
+    """Qdrant's DBSF scaling of the score at ``rank``: (s - (mean - 3 sd)) / (6 sd), sample sd."""
+    scores = np.array([h.score for h in hits], np.float64)
+    if len(scores) < 2 or scores.std(ddof=1) == 0:
+        return 0.5
+    mean, sd = scores.mean(), scores.std(ddof=1)
+    return float((scores[rank] - (mean - 3 * sd)) / (6 * sd))
