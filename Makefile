@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install weights demo test lint pytest bench-image bench-text bench-api clean
+.PHONY: install weights demo test lint pytest bench-image bench-text bench-api bench-relevance clean
 
 install:
 	scripts/setup.sh
@@ -36,6 +36,13 @@ bench-text: install
 # API latency over the whole catalog-dev (about 25 min on 2 cores; `--limit 2000` for a quick look).
 bench-api: install
 	$(BIN)/python bench/api_latency.py --limit 0 --fresh
+
+# Relevance by route over the whole catalog-dev in its own data dir (ingest is resumable; the benchmark
+# then runs 2,000 leave-one-out queries in 8 configurations).
+RELEVANCE_DATA ?= data/full
+bench-relevance: install
+	NITERU_DATA_DIR=$(RELEVANCE_DATA) $(BIN)/niteru ingest
+	NITERU_DATA_DIR=$(RELEVANCE_DATA) $(BIN)/python bench/relevance.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -51,6 +51,22 @@ def train_text(
     typer.echo(train_text_model(texts, settings))
 
 
+@app.command("train-category")
+def train_category() -> None:
+    """Train the category classifier on the store's products (their shop-given categories); it becomes current."""
+    from niteru.categorize import CategoryTrainingError, train_from_store
+    from niteru.settings import get_settings
+    from niteru.store import StoreError, open_store
+
+    settings = get_settings()
+    try:
+        with open_store(settings) as store:
+            typer.echo(train_from_store(store, settings))
+    except (StoreError, CategoryTrainingError) as exc:
+        typer.echo(f"train-category failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
 @app.command()
 def ingest(
     catalog: Annotated[Path | None, typer.Argument(help="Catalog folder (default: the catalog_dir setting).")] = None,

@@ -128,6 +128,9 @@ async def similar(
     max_per_shop: Annotated[int | None, Query(ge=1, description="At most this many products per shop.")] = None,
     exclude: Annotated[list[str] | None, Query(max_length=200, description="Product ids to leave out.")] = None,
     explain: Annotated[bool, Query(description="Per result: image, text and fused scores, and the ranks.")] = False,
+    estimate_category: Annotated[
+        bool, Query(description="mode=auto: route by the classifier's estimate even when the shop gave a category.")
+    ] = False,
 ) -> SimilarOut:
     """Products like this one, best first, never the product itself."""
     if price_min is not None and price_max is not None and price_min > price_max:
@@ -147,6 +150,7 @@ async def similar(
         exclude_same_shop=exclude_same_shop,
         max_per_shop=max_per_shop,
         explain=explain,
+        estimate_category=estimate_category,
     )
     result = await run_in_threadpool(services_of(request).similar, product_id, options)
     return SimilarOut.of(result)

@@ -37,6 +37,8 @@ class SimilarOptions:
     exclude_same_shop: bool = False
     max_per_shop: int | None = None
     explain: bool = False
+    # Route by the classifier's estimate even when the shop gave a category (what would happen without it).
+    estimate_category: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,15 +74,10 @@ def similar_products(
         raise UnknownProductError(product_id)
     product = point.product
     estimates: list[tuple[str, float]] = []
-    if options.mode is Mode.auto and product.category_estimated and estimate is not None:
+    estimated = product.category_estimated or options.estimate_category
+    if options.mode is Mode.auto and estimated and estimate is not None:
         estimates = estimate(point.vectors.get("image"), point.vectors.get("text"))
-    taken = route(
-        options.mode,
-        settings,
-        category=product.category,
-        category_estimated=product.category_estimated,
-        estimates=estimates,
-    )
+    taken = route(options.mode, settings, category=product.category, category_estimated=estimated, estimates=estimates)
     f = options.filter
     search_filter = replace(
         f,
