@@ -15,8 +15,8 @@ import numpy as np
 from api.errors import IMAGE_STATUS, ApiError, ServiceUnavailableError
 from api.middleware import timed
 from niteru.categorize import estimate
-from niteru.embedders import Embedders, ItemFailure, ProductInput, embed_products, input_hash, no_words
-from niteru.products import Product, ProductFields, content_hash, now_version, utc_now
+from niteru.embedders import Embedders, ItemFailure, ProductInput, embed_products, input_hash, reembed_text
+from niteru.products import Product, ProductFields, now_version
 from niteru.settings import Settings
 from niteru.store import Hit, ProductPoint, ProductStore, SearchFilter
 from niteru.store.query import Estimator, SimilarOptions, SimilarResult, UnknownProductError, similar_products
@@ -143,23 +143,11 @@ class Services:
 
     def _reembed_text(self, existing: ProductPoint, fields: ProductFields, e: Embedders) -> ProductPoint | None:
         """A text/price update: new text vector, the stored image vector and version (None: unchanged)."""
-        old = existing.product
-        digest = content_hash(fields, old.image_sha256, old.image_model_version, e.text.version)
-        if digest == old.content_hash:
-            return None
         with timed("model"):
-            vector = e.text.embed([fields.text])[0]
-        if not np.any(vector):
-            raise _refused(no_words(old.product_id))
-        product = old.model_copy(
-            update={
-                **fields.model_dump(),
-                "text_model_version": e.text.version,
-                "content_hash": digest,
-                "updated_at": utc_now(),
-            }
-        )
-        return ProductPoint(product, {"image": existing.vectors["image"], "text": vector})
+            result = reembed_text(existing, fields, e)
+        if isinstance(result, ItemFailure):
+            raise _refused(result)
+        return result
 
     # --- search ----------------------------------------------------------------------------------------
     def similar(self, product_id: str, options: SimilarOptions) -> SimilarResult:

@@ -111,6 +111,34 @@ def serve(
     uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
 
 
+jobs_app = typer.Typer(no_args_is_help=True, help="Celery jobs: what failed for good.")
+
+
+@jobs_app.command("failures")
+def jobs_failures(
+    limit: Annotated[int, typer.Option(help="Show the last N (0: all).")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Tasks that failed permanently (corrupt image, 404, invalid fields): recorded, never retried."""
+    import json
+    from dataclasses import asdict
+
+    from jobs.failures import failures_path, list_failures
+    from niteru.settings import get_settings
+
+    settings = get_settings()
+    rows = list_failures(settings, limit or None)
+    for f in rows:
+        if as_json:
+            typer.echo(json.dumps(asdict(f), ensure_ascii=False))
+        else:
+            typer.echo(f"{f.at}  {f.task}  {f.product_id}  {f.reason}: {f.message}")
+    if not as_json:
+        typer.echo(f"{len(rows)} failure(s) shown from {failures_path(settings)}", err=True)
+
+
+app.add_typer(jobs_app, name="jobs")
+
 # Offline ANN experiments (issue 8); the sub-app imports only Typer until a command runs.
 from jobs.experiments.cli import experiments_app  # noqa: E402
 

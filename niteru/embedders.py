@@ -120,3 +120,26 @@ def embed_products(items: Sequence[ProductInput], embedders: Embedders) -> list[
         vectors = {"image": images.vectors[image_rows[i]], "text": text_vectors[i]}
         out.append(ProductPoint(product, vectors))
     return out
+
+
+def reembed_text(
+    existing: ProductPoint, fields: ProductFields, embedders: Embedders
+) -> ProductPoint | ItemFailure | None:
+    """A text or price update of a stored product: a new text vector, the stored image vector and image
+    version. None when nothing changed (same fields, image and models)."""
+    old = existing.product
+    digest = content_hash(fields, old.image_sha256, old.image_model_version, embedders.text.version)
+    if digest == old.content_hash:
+        return None
+    vector = embedders.text.embed([fields.text])[0]
+    if not np.any(vector):
+        return no_words(old.product_id)
+    product = old.model_copy(
+        update={
+            **fields.model_dump(),
+            "text_model_version": embedders.text.version,
+            "content_hash": digest,
+            "updated_at": utc_now(),
+        }
+    )
+    return ProductPoint(product, {"image": existing.vectors["image"], "text": vector})

@@ -16,9 +16,35 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Collection
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
+import httpx
+
+from niteru.settings import Settings
+
 ALLOWED_SCHEMES = ("http", "https")
+CHUNK = 64 * 1024
+MAX_REDIRECTS = 3
+# Statuses worth retrying later (the image host is busy or down), as opposed to a 404 that stays a 404.
+TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+
+
+class ImageSourceError(Exception):
+    """An image that could not be read from its source. ``transient``: trying again later may work
+    (a timeout, a 503); else it will not (a 404, a refused address, too large). ``status``: the HTTP
+    status the API answers with."""
+
+    def __init__(self, reason: str, message: str, *, transient: bool = False, status: int = 422) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.transient = transient
+        self.status = status
+
+
+def _too_large(limit: int) -> ImageSourceError:
+    return ImageSourceError("too_large", f"the image is over the limit of {limit} bytes", status=413)
 
 
 class UnsafeUrlError(ValueError):
@@ -57,3 +83,65 @@ def check_url(url: str, allow_hosts: Collection[str] = ()) -> str:
             "list it in NITERU_IMAGE_FETCH_ALLOW_HOSTS to allow it"
         )
     return url
+
+
+def fetch_url(url: str, settings: Settings) -> bytes:
+    """GET an image URL with a timeout and the size cap (``api_max_upload_bytes``); blocking.
+
+    Only http(s) URLs of public hosts (or hosts in ``image_fetch_allow_hosts``) are fetched, and each
+    redirect hop is checked again, so a caller cannot make the service or a worker reach internal hosts.
+    """
+    limit = settings.api_max_upload_bytes
+    try:
+        with httpx.Client(timeout=settings.image_fetch_timeout, follow_redirects=False) as client:
+            for _hop in range(MAX_REDIRECTS + 1):
+                check_url(url, settings.image_fetch_allow_hosts)
+                with client.stream("GET", url) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        url = str(response.url.join(response.headers["location"]))
+                        continue
+                    if response.status_code != 200:
+                        raise ImageSourceError(
+                            f"http_{response.status_code}",
+                            f"image_url answered HTTP {response.status_code}",
+                            transient=response.status_code in TRANSIENT_STATUSES,
+                        )
+                    return _read_capped(response, limit)
+            raise ImageSourceError("too_many_redirects", f"image_url redirected more than {MAX_REDIRECTS} times")
+    except UnsafeUrlError as exc:
+        raise ImageSourceError("unsafe_url", f"image_url refused: {exc}") from None
+    except httpx.HTTPError as exc:  # timeouts, refused connections, broken transfers
+        raise ImageSourceError(
+            "fetch_failed", f"could not fetch image_url: {type(exc).__name__}: {exc}", transient=True
+        ) from exc
+
+
+def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    declared = int(response.headers.get("content-length") or 0)
+    if declared > limit:
+        raise _too_large(limit)
+    parts: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes(CHUNK):
+        size += len(chunk)
+        if size > limit:  # stop reading at the cap, whatever the header said
+            raise _too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def read_image_path(relative: str, settings: Settings) -> bytes:
+    """Bytes of an image inside the configured catalog folder; a path escaping it is refused.
+
+    The check is on the path as written (no absolute path, no ``..``): symlinks the catalog's owner put
+    inside the folder are followed, a caller cannot climb out of it.
+    """
+    rel = PurePosixPath(relative)
+    if not relative.strip() or rel.is_absolute() or ".." in rel.parts or "\\" in relative:
+        raise ImageSourceError("bad_path", f"image_path {relative!r} must be a relative path inside the catalog folder")
+    path = settings.catalog_dir / rel
+    if not path.is_file():
+        raise ImageSourceError("not_found", f"image_path {relative!r} does not exist in the catalog folder")
+    if path.stat().st_size > settings.api_max_upload_bytes:
+        raise _too_large(settings.api_max_upload_bytes)
+    return Path(path).read_bytes()

@@ -131,6 +131,20 @@ class Settings(BaseSettings):
     )
     rrf_k: int = Field(60, ge=1, description="RRF ranking constant of hybrid and auto queries.")
 
+    # --- jobs (Celery) -----------------------------------------------------------------------------------
+    celery_broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
+    celery_result_backend: str = Field("redis://127.0.0.1:6379/1", description="Where task results are kept.")
+    celery_queue: str = Field("niteru", description="The queue the tasks go to and the workers listen on.")
+    jobs_max_retries: int = Field(6, ge=0, description="Retries of a transiently failing task (timeouts, store down).")
+    jobs_retry_backoff_max: int = Field(600, ge=1, description="Longest wait between retries, seconds.")
+    jobs_result_expires: int = Field(86_400, ge=60, description="Seconds task results are kept.")
+    celery_visibility_timeout: int = Field(
+        3600,
+        ge=1,
+        description="Seconds before Redis gives an unacknowledged task (its worker died) to another worker. "
+        "Longer than the longest task, or a slow task runs twice.",
+    )
+
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"

@@ -1,0 +1,40 @@
+"""The Celery application, configured from settings (``NITERU_CELERY_*``, ``NITERU_JOBS_*``).
+
+Run a worker with ``celery -A jobs.celery_app worker --pool solo`` (the embedded store admits one
+process, so one solo worker per data folder; with a Qdrant server, ``--concurrency N`` and more hosts).
+Building the app opens no connection: Celery connects when a worker starts or a task is sent.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from niteru.settings import Settings, get_settings
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    s = settings or get_settings()
+    celery = Celery("niteru", broker=s.celery_broker_url, backend=s.celery_result_backend, include=["jobs.tasks"])
+    celery.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_default_queue=s.celery_queue,
+        # Acknowledge after the task ran, and give a task back to the queue when its worker dies (SIGKILL,
+        # OOM): a killed worker loses nothing. Tasks are idempotent, so running one twice is harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One task at a time per worker process: late acks with a large prefetch would hold many
+        # unacknowledged tasks hostage to one slow image.
+        worker_prefetch_multiplier=1,
+        result_expires=s.jobs_result_expires,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": s.celery_visibility_timeout},
+        result_backend_transport_options={"visibility_timeout": s.celery_visibility_timeout},
+        task_track_started=True,
+    )
+    return celery
+
+
+# ``celery -A jobs.celery_app`` finds this; it reads settings but connects to nothing.
+app = create_celery()

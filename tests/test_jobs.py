@@ -1,0 +1,233 @@
+"""Celery jobs with a real worker process against the local Redis (issue 6).
+
+The embedded store admits one process, so the worker owns a copy of the ingested slice's data folder
+while it runs: the test observes what it wrote through task results, and opens the store only after the
+worker stopped. The client side uses nothing but the ``celery`` package and the task names, as a shop
+backend would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from celery import Celery
+
+from niteru.settings import Settings
+from niteru.store import open_store
+from tests.store_fixtures import Ingested
+
+pytestmark = [pytest.mark.weights, pytest.mark.catalog, pytest.mark.slow]
+REDIS = ("127.0.0.1", 6379)
+BROKER, BACKEND = "redis://127.0.0.1:6379/14", "redis://127.0.0.1:6379/15"
+CELERY = Path(sys.executable).parent / "celery"
+
+
+def redis_up() -> bool:
+    try:
+        with socket.create_connection(REDIS, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def worker_env(ingested: Ingested, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    if not redis_up():
+        pytest.fail("Redis is not running on 127.0.0.1:6379 (.ci/run starts it; `redis-server --daemonize yes`)")
+    data = tmp_path_factory.mktemp("worker") / "data"
+    shutil.copytree(ingested.settings.data_dir, data)
+    return {
+        **os.environ,
+        "NITERU_DATA_DIR": str(data),
+        "NITERU_CATALOG_DIR": str(ingested.catalog),
+        "NITERU_CELERY_BROKER_URL": BROKER,
+        "NITERU_CELERY_RESULT_BACKEND": BACKEND,
+        "NITERU_CELERY_QUEUE": f"niteru-test-{uuid.uuid4().hex[:8]}",
+        "NITERU_CELERY_VISIBILITY_TIMEOUT": "5",
+        "NITERU_IMAGE_FETCH_ALLOW_HOSTS": '["127.0.0.1"]',
+        "NITERU_JOBS_MAX_RETRIES": "2",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        cmd = [str(CELERY), "-A", "jobs.celery_app", "worker", "--pool", "solo", "-Q", env["NITERU_CELERY_QUEUE"]]
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen([*cmd, "--loglevel", "INFO"], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def client(worker_env: dict[str, str]) -> Celery:
+    return Celery("shop-backend", broker=BROKER, backend=BACKEND)
+
+
+def send(client: Celery, env: dict[str, str], name: str, **kwargs: Any) -> Any:
+    return client.send_task(name, kwargs=kwargs, queue=env["NITERU_CELERY_QUEUE"])
+
+
+class _SlowImage(BaseHTTPRequestHandler):
+    """Serves one real catalog image after a delay: long enough to kill a worker mid-task."""
+
+    body = b""
+    delay = 4.0
+
+    def do_GET(self) -> None:
+        time.sleep(self.delay)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture(scope="module")
+def slow_server(ingested: Ingested) -> Iterator[str]:
+    _SlowImage.body = (ingested.catalog / ingested.good[3].image).read_bytes()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowImage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/slow.jpg"
+    server.shutdown()
+
+
+def test_tasks_by_name_stale_versions_and_a_recorded_failure(
+    client: Celery, worker_env: dict[str, str], ingested: Ingested, tmp_path: Path
+) -> None:
+    src, other = ingested.good[0], ingested.good[1]
+    fields = {"shop_id": "shop-x", "title": src.title, "category": src.category, "description": src.description}
+    worker = Worker(worker_env, tmp_path / "worker.log")
+    try:
+        created = send(
+            client,
+            worker_env,
+            "niteru.images.registered",
+            product_id="job-1",
+            image=src.image,
+            image_version=100,
+            fields=fields,
+        ).get(timeout=180)
+        assert created["status"] == "created", created
+        # an older image arriving late is refused by the conditional write; a newer one replaces
+        late = send(
+            client, worker_env, "niteru.images.registered", product_id="job-1", image=other.image, image_version=50
+        ).get(timeout=60)
+        assert late["status"] == "stale"
+        # the same task delivered twice (a redelivery) changes nothing
+        again = send(
+            client, worker_env, "niteru.images.registered", product_id="job-1", image=src.image, image_version=100
+        ).get(timeout=60)
+        assert again["status"] == "unchanged"
+        # a text update of the stored product keeps its image; a new product's upsert asks for the image task
+        renamed = send(
+            client,
+            worker_env,
+            "niteru.products.upsert",
+            product_id="job-1",
+            fields=fields | {"title": "Renamed " + src.title},
+        ).get(timeout=60)
+        assert renamed["status"] == "updated"
+        fresh = send(
+            client,
+            worker_env,
+            "niteru.products.upsert",
+            product_id="job-2",
+            fields=fields,
+            image=other.image,
+            image_version=7,
+        ).get(timeout=60)
+        assert (
+            fresh["status"] == "needs_image"
+            and client.AsyncResult(fresh["image_task"]).get(timeout=60)["status"] == "created"
+        )
+        gone = send(client, worker_env, "niteru.products.delete", product_id="job-2").get(timeout=60)
+        assert gone["status"] == "deleted"
+
+        corrupt = send(
+            client,
+            worker_env,
+            "niteru.images.registered",
+            product_id="job-3",
+            image="images/bad-corrupt-image.jpg",
+            fields=fields,
+        )
+        body = corrupt.get(timeout=60)
+        assert (body["status"], body["reason"]) == ("failed", "corrupt")
+        unsafe = send(
+            client,
+            worker_env,
+            "niteru.images.registered",
+            product_id="job-4",
+            image="file:///etc/passwd",
+            fields=fields,
+        ).get(timeout=60)
+        assert (unsafe["status"], unsafe["reason"]) == ("failed", "unsafe_url")
+    finally:
+        worker.stop()
+    log = (tmp_path / "worker.log").read_text()
+    assert "Retry in" not in log  # permanent failures are not retried
+    data = Path(worker_env["NITERU_DATA_DIR"])
+    failures = [json.loads(line) for line in (data / "reports" / "task-failures.jsonl").read_text().splitlines()]
+    assert [(f["product_id"], f["reason"], f["task_id"]) for f in failures[-2:]] == [
+        ("job-3", "corrupt", corrupt.id),
+        ("job-4", "unsafe_url", failures[-1]["task_id"]),
+    ]
+    # now that the worker has let go of the store, look at what it wrote
+    with open_store(Settings(data_dir=data)) as store:
+        stored = store.get("job-1", with_vectors=True)
+        assert stored is not None and stored.product.image_version == 100 and stored.product.title.startswith("Renamed")
+        image = ingested.embedders.image
+        expected = image.embed(image.prepare((ingested.catalog / src.image).read_bytes())[None])[0]
+        assert float(np.dot(stored.vectors["image"], expected)) == pytest.approx(1.0, abs=1e-4)
+        assert store.get("job-2") is None and store.get("job-3") is None
+
+
+def test_a_worker_killed_mid_task_has_its_task_redelivered_and_completed(
+    client: Celery, worker_env: dict[str, str], slow_server: str, tmp_path: Path
+) -> None:
+    fields = {"shop_id": "shop-y", "title": "Slow photo product", "category": "fashion"}
+    first = Worker(worker_env, tmp_path / "first.log")
+    result = send(
+        client,
+        worker_env,
+        "niteru.images.registered",
+        product_id="job-slow",
+        image=slow_server,
+        image_version=5,
+        fields=fields,
+    )
+    deadline = time.monotonic() + 180
+    while f"[{result.id}] received" not in (tmp_path / "first.log").read_text():
+        assert time.monotonic() < deadline, "the first worker never took the task"
+        time.sleep(0.1)
+    time.sleep(1.0)  # inside the task: loading the models, or waiting on the 4 s download
+    first.stop(signal.SIGKILL)  # mid-download: the task is neither done nor acknowledged
+    assert result.state in ("PENDING", "STARTED")
+    second = Worker(worker_env, tmp_path / "second.log")
+    try:
+        assert result.get(timeout=180)["status"] == "created"
+    finally:
+        second.stop()
