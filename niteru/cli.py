@@ -68,6 +68,44 @@ def train_category() -> None:
 
 
 @app.command()
+def rebuild() -> None:
+    """Retrain the text model and the classifier on the live catalog, rebuild the collection, swap it in."""
+    from jobs.rebuild import RebuildError
+    from jobs.rebuild import rebuild as run_rebuild
+    from niteru.settings import get_settings
+    from niteru.store import StoreError, open_store
+
+    settings = get_settings()
+    try:
+        with open_store(settings) as store:
+            report = run_rebuild(store, settings)
+    except (StoreError, RebuildError) as exc:
+        typer.echo(f"rebuild failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"{report.previous} -> {report.current}: {report.products} products, {report.caught_up} caught up, "
+        f"text model {report.text_model}; dropped {report.dropped or 'none'}"
+    )
+
+
+@app.command()
+def rollback() -> None:
+    """Point the alias back at the previous collection (kept by the last rebuild) and its text model."""
+    from jobs.rebuild import RebuildError
+    from jobs.rebuild import rollback as run_rollback
+    from niteru.settings import get_settings
+    from niteru.store import StoreError, open_store
+
+    settings = get_settings()
+    try:
+        with open_store(settings) as store:
+            typer.echo(f"now serving {run_rollback(store, settings)}")
+    except (StoreError, RebuildError) as exc:
+        typer.echo(f"rollback failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
 def ingest(
     catalog: Annotated[Path | None, typer.Argument(help="Catalog folder (default: the catalog_dir setting).")] = None,
     limit: Annotated[

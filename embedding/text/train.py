@@ -122,7 +122,9 @@ def _fit_pca(docs: np.ndarray, s: Settings) -> tuple[np.ndarray, np.ndarray]:
     return pca.mean_.astype(np.float32), np.ascontiguousarray(pca.components_.T, np.float32)
 
 
-def train_text_model(texts: Sequence[str], settings: Settings, out_dir: Path | None = None) -> Path:
+def train_text_model(
+    texts: Sequence[str], settings: Settings, out_dir: Path | None = None, make_current: bool = True
+) -> Path:
     """Train on ``texts`` and write a versioned artifact atomically; it becomes ``CURRENT`` in ``out_dir``.
 
     Returns the model's folder (``out_dir/<version>``); ``out_dir`` defaults to ``models_dir/text``.
@@ -212,6 +214,6 @@ def train_text_model(texts: Sequence[str], settings: Settings, out_dir: Path | N
             counts={"texts": len(texts), "docs_with_words": n_docs, "vocabulary": len(words)},
             timings={k: round(v, 3) for k, v in timings.items()},
         )
-        path = TextArtifact(meta, arrays, ft_path).save(out_dir)
+        path = TextArtifact(meta, arrays, ft_path).save(out_dir, make_current=make_current)
     log.info("trained text model %s on %d texts in %.1f s", meta["version"], len(texts), timings["total_s"])
     return path

@@ -129,6 +129,31 @@ class ProductStore(ABC):
     @abstractmethod
     def count(self) -> int: ...
 
+    # --- versioned collections (the rebuild) ----------------------------------------------------------
+    @abstractmethod
+    def current_version(self) -> str:
+        """The collection the alias points at."""
+
+    @abstractmethod
+    def versions(self) -> list[str]:
+        """This alias's versioned collections, oldest first."""
+
+    @abstractmethod
+    def create_version(self, dims: Mapping[str, int]) -> str:
+        """A new, empty versioned collection (the alias does not move)."""
+
+    @abstractmethod
+    def pinned(self, version: str) -> ProductStore:
+        """The same store reading and writing ``version`` instead of the alias (closing it closes nothing)."""
+
+    @abstractmethod
+    def switch(self, version: str) -> None:
+        """Point the alias at ``version`` in one atomic operation."""
+
+    @abstractmethod
+    def drop(self, version: str) -> None:
+        """Delete a versioned collection (never the current one)."""
+
     @abstractmethod
     def ping(self) -> None:
         """Raise ``StoreUnavailableError`` unless the store answers."""

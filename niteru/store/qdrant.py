@@ -52,6 +52,7 @@ class QdrantProductStore(ProductStore):
         # The embedded client keeps SQLite and numpy state that is unsafe across threads.
         self._lock: contextlib.AbstractContextManager[Any] = threading.RLock() if self.embedded else _NoLock()
         self._collection: str | None = None
+        self._pinned = False  # a view of one versioned collection that shares this client (``pinned``)
         self.client = self._connect()
 
     def _connect(self) -> QdrantClient:
@@ -95,6 +96,65 @@ class QdrantProductStore(ProductStore):
                 raise StoreUnavailableError(f"the store has no '{self.alias}' collection yet: run `niteru ingest`")
         return self._collection
 
+    def _create(self, dims: Mapping[str, int]) -> str:
+        name = f"{self.alias}-{datetime.now(UTC):%Y%m%dt%H%M%S%f}"
+        self.client.create_collection(
+            name,
+            vectors_config={
+                n: models.VectorParams(size=dims[n], distance=models.Distance.COSINE) for n in VECTOR_NAMES
+            },
+        )
+        with warnings.catch_warnings():
+            # The embedded store ignores payload indexes (and warns); they are declared anyway so the
+            # collection's schema is the same on a server.
+            warnings.simplefilter("ignore", UserWarning)
+            for key in KEYWORD_INDEXES:
+                self.client.create_payload_index(name, key, field_schema=models.PayloadSchemaType.KEYWORD)
+            self.client.create_payload_index(name, "image_version", field_schema=models.PayloadSchemaType.INTEGER)
+            self.client.create_payload_index(name, "price", field_schema=models.PayloadSchemaType.FLOAT)
+        return name
+
+    def current_version(self) -> str:
+        with self._call():
+            self._collection = self._aliases().get(self.alias)
+        return self.collection
+
+    def versions(self) -> list[str]:
+        with self._call():
+            names = [c.name for c in self.client.get_collections().collections]
+        return sorted(n for n in names if n.startswith(f"{self.alias}-"))
+
+    def create_version(self, dims: Mapping[str, int]) -> str:
+        with self._call():
+            return self._create(dims)
+
+    def pinned(self, version: str) -> QdrantProductStore:
+        view = object.__new__(QdrantProductStore)
+        view.settings, view.alias, view.embedded = self.settings, self.alias, self.embedded
+        view._lock, view.client, view._collection = self._lock, self.client, version
+        view._pinned = True
+        return view
+
+    def switch(self, version: str) -> None:
+        with self._call():
+            ops: list[models.AliasOperations] = []
+            if self.alias in self._aliases():
+                ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias)))
+            ops.append(
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=version, alias_name=self.alias)
+                )
+            )
+            # Both operations in one request: a reader never sees the alias missing.
+            self.client.update_collection_aliases(change_aliases_operations=ops)
+            self._collection = version
+
+    def drop(self, version: str) -> None:
+        with self._call():
+            if self._aliases().get(self.alias) == version:
+                raise ValueError(f"{version} is the current collection; switch away from it first")
+            self.client.delete_collection(version)
+
     def ensure_collection(self, dims: Mapping[str, int]) -> None:
         with self._call():
             current = self._aliases().get(self.alias)
@@ -108,21 +168,7 @@ class QdrantProductStore(ProductStore):
                     )
                 self._collection = current
                 return
-            name = f"{self.alias}-{datetime.now(UTC):%Y%m%dt%H%M%S%f}"
-            self.client.create_collection(
-                name,
-                vectors_config={
-                    n: models.VectorParams(size=dims[n], distance=models.Distance.COSINE) for n in VECTOR_NAMES
-                },
-            )
-            with warnings.catch_warnings():
-                # The embedded store ignores payload indexes (and warns); they are declared anyway so the
-                # collection's schema is the same on a server.
-                warnings.simplefilter("ignore", UserWarning)
-                for key in KEYWORD_INDEXES:
-                    self.client.create_payload_index(name, key, field_schema=models.PayloadSchemaType.KEYWORD)
-                self.client.create_payload_index(name, "image_version", field_schema=models.PayloadSchemaType.INTEGER)
-                self.client.create_payload_index(name, "price", field_schema=models.PayloadSchemaType.FLOAT)
+            name = self._create(dims)
             self.client.update_collection_aliases(
                 change_aliases_operations=[
                     models.CreateAliasOperation(
@@ -335,6 +381,8 @@ class QdrantProductStore(ProductStore):
         }
 
     def close(self) -> None:
+        if self._pinned:
+            return
         with self._lock:
             self.client.close()
 

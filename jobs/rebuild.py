@@ -1,0 +1,213 @@
+"""The daily rebuild: retrain the text model and the classifier on the live catalog, build a new versioned
+collection, check it, and swap the alias to it atomically; ``rollback`` swaps back.
+
+1. read every product from the live collection (payload, both vectors);
+2. train fastText + SCDV on their texts (staged: ``CURRENT`` does not move yet) and the classifier;
+3. create a new collection: image vectors copied, text vectors recomputed, in batches with progress;
+4. catch up with what changed meanwhile: products whose stored fields differ from the copy (or are new)
+   are re-read from the live collection and re-embedded, products deleted meanwhile are deleted;
+   repeated until a pass finds nothing, the last pass and the swap under the store's lock (in one
+   process nothing can slip in between);
+5. check (same count as live, smoke queries answer), swap the alias, make the new text model and
+   classifier current, keep the previous collection for ``rollback`` and drop older ones.
+
+Only one rebuild at a time: an exclusive lock file in the data folder (the store's own process).
+Queries go on meanwhile: they read the live collection through the alias until the swap.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from embedding.category import CategoryModel, save_category_model, train_category_model
+from embedding.text import TextEmbedder, train_text_model
+from embedding.text.artifact import CURRENT, resolve, set_current
+from niteru.categorize import MIN_CLASS_SIZE, category_dir
+from niteru.products import ProductFields, content_hash
+from niteru.settings import Settings
+from niteru.store import ProductPoint, ProductStore, SearchFilter
+
+log = logging.getLogger(__name__)
+CATCH_UP_PASSES = 5
+SMOKE_QUERIES = 3
+
+
+class RebuildError(RuntimeError):
+    pass
+
+
+@dataclass
+class RebuildReport:
+    previous: str
+    current: str
+    products: int
+    caught_up: int
+    text_model: str
+    dropped: list[str]
+
+
+@contextmanager
+def rebuild_lock(settings: Settings) -> Iterator[None]:
+    path = settings.data_dir / "rebuild.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RebuildError("another rebuild is running (data/rebuild.lock is held)") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _with_text(points: list[ProductPoint], text: TextEmbedder) -> list[ProductPoint]:
+    vectors = text.embed([p.product.text for p in points])
+    out = []
+    for p, vector in zip(points, vectors, strict=True):
+        fields = ProductFields.model_validate(p.product.model_dump(include=set(ProductFields.model_fields)))
+        digest = content_hash(fields, p.product.image_sha256, p.product.image_model_version, text.version)
+        product = p.product.model_copy(update={"text_model_version": text.version, "content_hash": digest})
+        out.append(ProductPoint(product, {"image": p.vectors["image"], "text": vector}))
+    return out
+
+
+def _signatures(store: ProductStore) -> dict[str, str]:
+    """What identifies a product's state apart from the text model: every stored field but the two the
+    rebuild itself rewrites. Compared, not timestamps: a write may carry an older ``updated_at``."""
+    skip = {"text_model_version", "content_hash"}
+    return {
+        p.product.product_id: p.product.model_dump_json(exclude=skip)
+        for batch in store.scroll(batch_size=1024, with_vectors=False)
+        for p in batch
+    }
+
+
+def rebuild(store: ProductStore, settings: Settings) -> RebuildReport:
+    """Rebuild behind the alias of ``store`` (which keeps serving meanwhile) and swap."""
+    with rebuild_lock(settings):
+        previous = store.current_version()
+        points = [p for batch in store.scroll(batch_size=512, with_vectors=True) for p in batch]
+        if len(points) < 2:
+            raise RebuildError(f"the live collection holds {len(points)} products: nothing to rebuild from")
+        staged = train_text_model([p.product.text for p in points], settings, make_current=False)
+        text = TextEmbedder(settings, staged).load()
+        new = store.create_version({"image": len(points[0].vectors["image"]), "text": text.dim})
+        target = store.pinned(new)
+        try:
+            with tqdm(total=len(points), desc="rebuild", unit="product") as bar:
+                for i in range(0, len(points), settings.store_batch_size):
+                    chunk = points[i : i + settings.store_batch_size]
+                    target.upsert(_with_text(chunk, text))
+                    bar.update(len(chunk))
+            caught = _catch_up(store, target, text, CATCH_UP_PASSES)
+            _check(store, target)
+        except Exception:
+            store.drop(new)
+            raise
+        classifier = _train_classifier(target)
+        with _store_lock(store):  # the last catch-up and the swap: no write of this process between them
+            caught += _catch_up(store, target, text, 1)
+            store.switch(new)
+        old_text = resolve(staged.parent).name if (staged.parent / CURRENT).is_file() else None
+        set_current(staged.parent, staged.name)
+        if classifier is not None:
+            save_category_model(classifier, category_dir(settings))
+        _record(settings, new, staged.name)
+        if old_text is not None:
+            _record(settings, previous, old_text)
+        dropped = [v for v in store.versions() if v not in (previous, new)]
+        for v in dropped:
+            store.drop(v)
+        log.info("rebuild: %s -> %s (%d products, %d caught up)", previous, new, len(points), caught)
+        return RebuildReport(previous, new, target.count(), caught, text.version, dropped)
+
+
+def _catch_up(live: ProductStore, target: ProductStore, text: TextEmbedder, passes: int) -> int:
+    """Make ``target`` hold what ``live`` holds now (new, changed and deleted products), pass after pass
+    until a pass finds nothing to do. Returns how many products changed."""
+    total = 0
+    for _ in range(passes):
+        now, built = _signatures(live), _signatures(target)
+        changed = [pid for pid, sig in now.items() if built.get(pid) != sig]
+        gone = [pid for pid in built if pid not in now]
+        for i in range(0, len(changed), 256):
+            points = [p for pid in changed[i : i + 256] if (p := live.get(pid, with_vectors=True)) is not None]
+            if points:
+                target.upsert(_with_text(points, text))
+        for pid in gone:
+            target.delete(pid)
+        total += len(changed) + len(gone)
+        if not changed and not gone:
+            break
+    return total
+
+
+def _check(live: ProductStore, target: ProductStore) -> None:
+    if target.count() != live.count():
+        raise RebuildError(f"the new collection holds {target.count()} products, the live one {live.count()}")
+    for batch in target.scroll(batch_size=SMOKE_QUERIES, with_vectors=True):
+        for p in batch:
+            only = SearchFilter(exclude_product_ids=(p.product.product_id,))
+            if not target.search(p.vectors, {"image": 0.5, "text": 0.5}, 3, only):
+                raise RebuildError(f"smoke query for {p.product.product_id} found nothing in the new collection")
+        return
+
+
+def _train_classifier(target: ProductStore) -> CategoryModel | None:
+    from collections import Counter
+
+    from niteru.categorize import labelled_vectors
+
+    image, text, labels = labelled_vectors(target)
+    if sum(1 for n in Counter(labels).values() if n >= MIN_CLASS_SIZE) < 2:
+        log.warning("rebuild: too few labelled products to train the category classifier; the old one stays")
+        return None
+    return train_category_model(image, text, labels, min_class_size=MIN_CLASS_SIZE)
+
+
+@contextmanager
+def _store_lock(store: ProductStore) -> Iterator[None]:
+    lock = getattr(store, "_lock", None)
+    if lock is None:
+        yield
+        return
+    with lock:
+        yield
+
+
+def _record(settings: Settings, collection: str, text_version: str) -> None:
+    """Which text model each collection was built with, for ``rollback``."""
+    path = settings.models_dir / "collections.json"
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    known[collection] = text_version
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(known, indent=1))
+    tmp.replace(path)
+
+
+def rollback(store: ProductStore, settings: Settings) -> str:
+    """Point the alias back at the previous collection (and its text model, when recorded)."""
+    with rebuild_lock(settings):
+        current = store.current_version()
+        older = [v for v in store.versions() if v < current]
+        if not older:
+            raise RebuildError(f"no collection older than {current} to roll back to")
+        target = older[-1]
+        store.switch(target)
+        known = (
+            json.loads((settings.models_dir / "collections.json").read_text())
+            if (settings.models_dir / "collections.json").is_file()
+            else {}
+        )
+        if target in known and (settings.models_dir / "text" / known[target]).is_dir():
+            set_current(settings.models_dir / "text", known[target])
+        return target
