@@ -120,9 +120,14 @@ class Settings(BaseSettings):
         "loopback, link-local) address; every other internal address is refused (see niteru/fetch.py).",
     )
     route_weights: dict[str, dict[str, float]] = Field(
-        {"fashion": {"image": 1.0, "text": 0.2}, "*": {"image": 0.2, "text": 1.0}},
+        {
+            "fashion": {"image": 1.0, "text": 0.2},
+            "cosmetics": {"image": 0.5, "text": 0.5},
+            "*": {"image": 0.2, "text": 1.0},
+        },
         description="mode=auto: weights of the image and text vectors by category ('*': any other). Fashion is "
-        "told apart by its look, the rest by its words. An estimated category blends the rows by probability.",
+        "told apart by its look, the rest by its words; cosmetics by both (bench/relevance.py: image 68.7, text "
+        "59.5, 50/50 73.2 precision@10). An estimated category blends the rows by probability.",
     )
     fusion: Fusion = Field(
         Fusion.wsum,
