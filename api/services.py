@@ -170,7 +170,7 @@ class Services:
         if image is not None:
             img = self.need_image()
             with timed("model"):
-                vectors["image"] = img.embed(img.prepare(image)[None])[0]
+                vectors["image"] = img.embed_one(image)
         if text is not None:
             with timed("model"):
                 vectors["text"] = self.need_text().embed([text])[0]
@@ -186,7 +186,7 @@ class Services:
         model = self.need_image()
         store = self.need_store()
         with timed("model"):
-            vector = model.embed(model.prepare(image)[None])[0]  # a bad image raises a typed ImageError
+            vector = model.embed_one(image)  # a bad image raises a typed ImageError
         with timed("store"):
             return store.search({"image": vector}, {"image": 1.0}, k, SearchFilter(category=category))
 

@@ -34,7 +34,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from relevance_report import write_report  # noqa: E402  (bench/ is on sys.path when run as a script)
+from relevance_report import ENOUGH_QUERIES, write_report  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from embedding.category import train_category_model  # noqa: E402
 from niteru.categorize import estimate  # noqa: E402
@@ -46,8 +46,6 @@ from niteru.store.query import SimilarOptions, similar_products  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 K = 10
-# Each category gets at least this many queries (or all it has in the held-out part).
-ENOUGH_QUERIES = 30
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from typing import Any
 
 from niteru.store import ProductPoint
 
+# Each category gets at least this many queries (or all it has in the held-out part); a category with
+# fewer does not count towards the "routed >= best single modality" check.
 ENOUGH_QUERIES = 30
 # A routed query "picks the wrong modality" when the better single modality beats it by this much p@10.
 FAILURE_MARGIN = 0.3

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from embedding.category import CategoryModel, save_category_model, train_category_model
+from embedding.category import CategoryModel, save_category_model
 from embedding.text import TextEmbedder, train_text_model
 from embedding.text.artifact import CURRENT, resolve, set_current
-from niteru.categorize import MIN_CLASS_SIZE, category_dir
+from niteru.categorize import CategoryTrainingError, category_dir, fit_from_store
 from niteru.products import ProductFields, content_hash
 from niteru.settings import Settings
 from niteru.store import ProductPoint, ProductStore, SearchFilter
@@ -73,7 +73,7 @@ def _with_text(points: list[ProductPoint], text: TextEmbedder) -> list[ProductPo
     vectors = text.embed([p.product.text for p in points])
     out = []
     for p, vector in zip(points, vectors, strict=True):
-        fields = ProductFields.model_validate(p.product.model_dump(include=set(ProductFields.model_fields)))
+        fields = ProductFields.taken_from(p.product)
         digest = content_hash(fields, p.product.image_sha256, p.product.image_model_version, text.version)
         product = p.product.model_copy(update={"text_model_version": text.version, "content_hash": digest})
         out.append(ProductPoint(product, {"image": p.vectors["image"], "text": vector}))
@@ -113,8 +113,8 @@ def rebuild(store: ProductStore, settings: Settings) -> RebuildReport:
         except Exception:
             store.drop(new)
             raise
-        classifier = _train_classifier(target)
-        with _store_lock(store):  # the last catch-up and the swap: no write of this process between them
+        classifier = _train_classifier(target, settings)
+        with store.exclusive():  # the last catch-up and the swap: no write of this process between them
             caught += _catch_up(store, target, text, 1)
             store.switch(new)
         old_text = resolve(staged.parent).name if (staged.parent / CURRENT).is_file() else None
@@ -162,32 +162,24 @@ def _check(live: ProductStore, target: ProductStore) -> None:
         return
 
 
-def _train_classifier(target: ProductStore) -> CategoryModel | None:
-    from collections import Counter
-
-    from niteru.categorize import labelled_vectors
-
-    image, text, labels = labelled_vectors(target)
-    if sum(1 for n in Counter(labels).values() if n >= MIN_CLASS_SIZE) < 2:
-        log.warning("rebuild: too few labelled products to train the category classifier; the old one stays")
+def _train_classifier(target: ProductStore, settings: Settings) -> CategoryModel | None:
+    try:
+        return fit_from_store(target, settings)
+    except CategoryTrainingError as exc:
+        log.warning("rebuild: category classifier not retrained, the old one stays: %s", exc)
         return None
-    return train_category_model(image, text, labels, min_class_size=MIN_CLASS_SIZE)
 
 
-@contextmanager
-def _store_lock(store: ProductStore) -> Iterator[None]:
-    lock = getattr(store, "_lock", None)
-    if lock is None:
-        yield
-        return
-    with lock:
-        yield
+def _recorded(settings: Settings) -> dict[str, str]:
+    """Which text model each collection was built with (``models_dir/collections.json``), for ``rollback``."""
+    path = settings.models_dir / "collections.json"
+    known: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+    return known
 
 
 def _record(settings: Settings, collection: str, text_version: str) -> None:
-    """Which text model each collection was built with, for ``rollback``."""
     path = settings.models_dir / "collections.json"
-    known = json.loads(path.read_text()) if path.is_file() else {}
+    known = _recorded(settings)
     known[collection] = text_version
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(known, indent=1))
@@ -203,11 +195,7 @@ def rollback(store: ProductStore, settings: Settings) -> str:
             raise RebuildError(f"no collection older than {current} to roll back to")
         target = older[-1]
         store.switch(target)
-        known = (
-            json.loads((settings.models_dir / "collections.json").read_text())
-            if (settings.models_dir / "collections.json").is_file()
-            else {}
-        )
+        known = _recorded(settings)
         if target in known and (settings.models_dir / "text" / known[target]).is_dir():
             set_current(settings.models_dir / "text", known[target])
         return target

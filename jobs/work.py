@@ -116,7 +116,7 @@ def register_image(
         if fields is None:
             if existing is None:
                 raise PermanentJobError("unknown_product", f"no product {product_id!r}: send its fields with the image")
-            fields = existing.product.model_dump(include=set(ProductFields.model_fields))
+            fields = ProductFields.taken_from(existing.product).model_dump()
         parsed = _fields(product_id, fields)
         version = image_version if image_version is not None else now_version()
         if existing is not None and existing.product.image_version > version:

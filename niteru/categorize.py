@@ -54,8 +54,8 @@ class CategoryTrainingError(ValueError):
     """Too few labelled products to learn categories from."""
 
 
-def train_from_store(store: ProductStore, settings: Settings) -> Path:
-    """Fit the classifier on the store's labelled products and make it current; returns its file."""
+def fit_from_store(store: ProductStore, settings: Settings) -> CategoryModel:
+    """Fit the classifier on the store's labelled products (``CategoryTrainingError``: too few)."""
     image, text, labels = labelled_vectors(store)
     learnable = sorted(c for c, n in Counter(labels).items() if n >= MIN_CLASS_SIZE)
     if len(learnable) < 2:
@@ -67,7 +67,12 @@ def train_from_store(store: ProductStore, settings: Settings) -> Path:
     model = train_category_model(image, text, labels, min_class_size=MIN_CLASS_SIZE, seed=settings.text_seed)
     if model.dropped:
         log.warning("categories with too few products to learn, left out: %s", model.dropped)
-    return save_category_model(model, category_dir(settings))
+    return model
+
+
+def train_from_store(store: ProductStore, settings: Settings) -> Path:
+    """Fit the classifier on the store's labelled products and make it current; returns its file."""
+    return save_category_model(fit_from_store(store, settings), category_dir(settings))
 
 
 def load_current(settings: Settings) -> CategoryModel:

@@ -47,6 +47,24 @@ def _too_large(limit: int) -> ImageSourceError:
     return ImageSourceError("too_large", f"the image is over the limit of {limit} bytes", status=413)
 
 
+class CappedBuffer:
+    """Chunks joined up to ``limit`` bytes; one more byte raises ``too_large`` before it is kept."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise _too_large(self.limit)
+        self.parts.append(chunk)
+
+    def value(self) -> bytes:
+        return b"".join(self.parts)
+
+
 class UnsafeUrlError(ValueError):
     """A URL the service refuses to fetch; the message says why."""
 
@@ -120,14 +138,10 @@ def _read_capped(response: httpx.Response, limit: int) -> bytes:
     declared = int(response.headers.get("content-length") or 0)
     if declared > limit:
         raise _too_large(limit)
-    parts: list[bytes] = []
-    size = 0
+    buffer = CappedBuffer(limit)  # stops reading at the cap, whatever the header said
     for chunk in response.iter_bytes(CHUNK):
-        size += len(chunk)
-        if size > limit:  # stop reading at the cap, whatever the header said
-            raise _too_large(limit)
-        parts.append(chunk)
-    return b"".join(parts)
+        buffer.add(chunk)
+    return buffer.value()
 
 
 def read_image_path(relative: str, settings: Settings) -> bytes:

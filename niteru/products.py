@@ -79,6 +79,11 @@ class ProductFields(BaseModel):
     def text(self) -> str:
         return product_text(self.title, self.description)
 
+    @classmethod
+    def taken_from(cls, model: BaseModel) -> ProductFields:
+        """The shop's fields of a stored product, or of a request body that extends them."""
+        return cls.model_validate(model.model_dump(include=set(cls.model_fields)))
+
 
 class Product(ProductFields):
     """A stored product: the shop's fields, its image reference and the provenance of its vectors."""

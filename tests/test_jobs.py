@@ -200,7 +200,7 @@ def test_tasks_by_name_stale_versions_and_a_recorded_failure(
         stored = store.get("job-1", with_vectors=True)
         assert stored is not None and stored.product.image_version == 100 and stored.product.title.startswith("Renamed")
         image = ingested.embedders.image
-        expected = image.embed(image.prepare((ingested.catalog / src.image).read_bytes())[None])[0]
+        expected = image.embed_one((ingested.catalog / src.image).read_bytes())
         assert float(np.dot(stored.vectors["image"], expected)) == pytest.approx(1.0, abs=1e-4)
         assert store.get("job-2") is None and store.get("job-3") is None
 

@@ -43,7 +43,7 @@ async def put_product(product_id: ProductId, body: ProductPut, request: Request,
     """Create or replace a product. The image comes from ``image_url`` or ``image_path``; without either
     an existing product keeps its stored image (a text or price update)."""
     services = services_of(request)
-    fields = ProductFields.model_validate(body.model_dump(include=set(ProductFields.model_fields)))
+    fields = ProductFields.taken_from(body)
 
     def work() -> PutResult:
         image: bytes | None = None
@@ -81,14 +81,12 @@ async def put_product_image(
         except ValidationError as exc:
             raise ApiError(422, f"invalid product field: {exc.errors(include_url=False)}") from None
         version = given.image_version
-        fields = ProductFields.model_validate(given.model_dump(include=set(ProductFields.model_fields)))
+        fields = ProductFields.taken_from(given)
 
     def work() -> PutResult:
         nonlocal fields
         if fields is None:
-            fields = ProductFields.model_validate(
-                services.get_product(product_id).model_dump(include=set(ProductFields.model_fields))
-            )
+            fields = ProductFields.taken_from(services.get_product(product_id))
         ref = f"upload:{hashlib.sha256(data).hexdigest()}"
         stored, status = services.put_product(product_id, fields, data, ref, version)
         return PutResult(**ProductOut.of(stored).model_dump(), status=status)

@@ -135,6 +135,11 @@ class MobileNetEmbedder:
             min_side=s.image_min_side,
         )
 
+    def embed_one(self, source: ImageSource) -> np.ndarray:
+        """One image's vector (a query photo); a bad image raises its typed ``ImageError``."""
+        vector: np.ndarray = self.embed(self.prepare(source)[None])[0]
+        return vector
+
     def iter_batches(self, sources: Sequence[ImageSource]) -> Iterator[BatchResult]:
         """Decode and embed in batches of ``image_batch_size``.
 

@@ -6,6 +6,7 @@ the same calls. Vectors are named: ``image`` and ``text`` (``VECTOR_NAMES``).
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,6 +146,11 @@ class ProductStore(ABC):
     @abstractmethod
     def pinned(self, version: str) -> ProductStore:
         """The same store reading and writing ``version`` instead of the alias (closing it closes nothing)."""
+
+    def exclusive(self) -> contextlib.AbstractContextManager[object]:
+        """Hold off this process's other calls on the store (the rebuild's last catch-up and swap).
+        A store whose calls are not serialised has nothing to hold: a no-op."""
+        return contextlib.nullcontext()
 
     @abstractmethod
     def switch(self, version: str) -> None:

@@ -12,6 +12,7 @@ process at a time) and is not thread-safe: calls are serialised with a lock. A s
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import warnings
@@ -129,11 +130,12 @@ class QdrantProductStore(ProductStore):
             return self._create(dims)
 
     def pinned(self, version: str) -> QdrantProductStore:
-        view = object.__new__(QdrantProductStore)
-        view.settings, view.alias, view.embedded = self.settings, self.alias, self.embedded
-        view._lock, view.client, view._collection = self._lock, self.client, version
-        view._pinned = True
+        view = copy.copy(self)  # shallow: the same client and lock
+        view._collection, view._pinned = version, True
         return view
+
+    def exclusive(self) -> contextlib.AbstractContextManager[Any]:
+        return self._lock
 
     def switch(self, version: str) -> None:
         with self._call():
@@ -247,10 +249,7 @@ class QdrantProductStore(ProductStore):
             )
         if not records or not records[0].payload:
             return None
-        vectors: dict[str, np.ndarray] = {}
-        if with_vectors and isinstance(records[0].vector, dict):
-            vectors = {n: np.asarray(v, np.float32) for n, v in records[0].vector.items()}
-        return ProductPoint(Product.model_validate(records[0].payload), vectors)
+        return ProductPoint(Product.model_validate(records[0].payload), _named_vectors(records[0].vector))
 
     def content_hashes(self, product_ids: Sequence[str]) -> dict[str, str]:
         if not product_ids:
@@ -308,7 +307,7 @@ class QdrantProductStore(ProductStore):
                     with_payload=True,
                     with_vectors=with_vectors,
                 )
-        return [h for h in _hits(result.points, with_vectors) if h.product.product_id not in drop][:k]
+        return [h for h in _hits(result.points) if h.product.product_id not in drop][:k]
 
     def candidate_lists(
         self,
@@ -332,7 +331,7 @@ class QdrantProductStore(ProductStore):
                     for n in names
                 ],
             )
-        return {n: _hits(r.points, False) for n, r in zip(names, responses, strict=True)}
+        return {n: _hits(r.points) for n, r in zip(names, responses, strict=True)}
 
     def _split_filter(self, f: SearchFilter | None) -> tuple[SearchFilter | None, tuple[str, ...]]:
         """The embedded store checks any filter in Python point by point (~0.3 s over 13k products on 2
@@ -353,8 +352,7 @@ class QdrantProductStore(ProductStore):
             for r in records:
                 if not r.payload:
                     continue
-                vecs = {n: np.asarray(v, np.float32) for n, v in r.vector.items()} if isinstance(r.vector, dict) else {}
-                batch.append(ProductPoint(Product.model_validate(r.payload), vecs))
+                batch.append(ProductPoint(Product.model_validate(r.payload), _named_vectors(r.vector)))
             if batch:
                 yield batch
             if offset is None:
@@ -387,16 +385,17 @@ class QdrantProductStore(ProductStore):
             self.client.close()
 
 
-def _hits(points: Sequence[models.ScoredPoint], with_vectors: bool) -> list[Hit]:
-    hits = []
-    for p in points:
-        if not p.payload:
-            continue
-        vecs = {}
-        if with_vectors and isinstance(p.vector, dict):
-            vecs = {n: np.asarray(v, np.float32) for n, v in p.vector.items()}
-        hits.append(Hit(Product.model_validate(p.payload), float(p.score), vecs))
-    return hits
+def _named_vectors(vector: Any) -> dict[str, np.ndarray]:
+    """A record's named vectors as float32 arrays ({} when it was read without vectors)."""
+    if not isinstance(vector, dict):
+        return {}
+    return {n: np.asarray(v, np.float32) for n, v in vector.items()}
+
+
+def _hits(points: Sequence[models.ScoredPoint]) -> list[Hit]:
+    return [
+        Hit(Product.model_validate(p.payload), float(p.score), _named_vectors(p.vector)) for p in points if p.payload
+    ]
 
 
 class _NoLock(contextlib.AbstractContextManager[None]):
