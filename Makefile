@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install weights demo test lint pytest bench-image bench-text bench-api bench-relevance clean
+.PHONY: install weights demo test lint pytest bench-image bench-text bench-api bench-relevance bench-engines clean
 
 install:
 	scripts/setup.sh
@@ -36,6 +36,11 @@ bench-text: install
 # API latency over the whole catalog-dev (about 25 min on 2 cores; `--limit 2000` for a quick look).
 bench-api: install
 	$(BIN)/python bench/api_latency.py --limit 0 --fresh
+
+# Vector engines side by side (qdrant local mode, Edge exact and HNSW, faiss flat) on the real image
+# vectors of data/vectors/ (`niteru experiments vectors --set catalog` / `--set augmented`); ~20 min.
+bench-engines: install
+	$(BIN)/python bench/engines.py
 
 # Relevance by route over the whole catalog-dev in its own data dir (ingest is resumable; the benchmark
 # then runs 2,000 leave-one-out queries in 8 configurations).

@@ -143,10 +143,14 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from niteru.logs import setup_logging
     from niteru.settings import get_settings
 
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+    setup_logging(settings.log_level, settings.log_format)
+    # log_config=None: uvicorn leaves logging alone, so its access lines go through ours (JSON, request id).
+    app = create_app(settings)
+    uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port, log_config=None)
 
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Celery jobs: what failed for good.")
@@ -181,6 +185,11 @@ app.add_typer(jobs_app, name="jobs")
 from jobs.experiments.cli import experiments_app  # noqa: E402
 
 app.add_typer(experiments_app, name="experiments")
+
+# The vector store (issue 7): migration between engines, the Edge index by hand.
+from niteru.store.cli import store_app  # noqa: E402
+
+app.add_typer(store_app, name="store")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,8 @@ def ingest_catalog(
     try:
         store.ensure_collection(embedders.dims)
         report = _ingest_rows(rows, catalog_dir, settings, store, embedders, errors_path)
+        if report.written:  # a bulk load: build the vector index now (Edge; a no-op for qdrant-client)
+            store.build_index(wait=True)
         if train_category and not (category_dir(settings) / "current.json").is_file():
             log.info("no category classifier yet: training one on the store")
             try:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from niteru.fusion import Fusion
@@ -92,12 +92,35 @@ class Settings(BaseSettings):
     text_threads: int = Field(2, ge=1, le=64, description="fastText training threads (1 makes training repeatable).")
 
     # --- catalog store (Qdrant), ingest and the REST API (niteru/store, niteru/ingest.py, api/) -------
+    store_engine: Literal["edge", "qdrant"] = Field(
+        "edge",
+        description="edge: Qdrant Edge in-process (HNSW, payload indexes; one process owns the folder). qdrant: "
+        "qdrant-client, a Qdrant server at qdrant_url, or without one its pure-Python local mode (tests). "
+        "Setting qdrant_url implies qdrant.",
+    )
     qdrant_url: str | None = Field(
         None, description="Qdrant server URL (http://host:6333). Unset: the embedded store on disk (qdrant_path)."
     )
     qdrant_api_key: SecretStr | None = Field(None, description="API key of the Qdrant server (a secret).")
     qdrant_path: Path | None = Field(
-        None, description="Folder of the embedded store (default data_dir/qdrant); one process at a time."
+        None,
+        description="Folder of the embedded store, either engine (default data_dir/edge or data_dir/qdrant); one "
+        "process at a time.",
+    )
+    edge_hnsw_ef: int = Field(
+        128, ge=1, le=4096, description="Edge: HNSW candidate list size per query (recall against speed)."
+    )
+    edge_index_after: int = Field(
+        5000,
+        ge=0,
+        description="Edge: products written since the last index build after which a serving process builds the "
+        "HNSW index again, in the background (0: only when asked, e.g. at the end of `niteru ingest`).",
+    )
+    edge_indexing_threshold_kb: int | None = Field(
+        None,
+        ge=1,
+        description="Edge: vector data (KB) a segment needs before it gets an HNSW index (unset: Edge's default; "
+        "smaller segments are scanned exactly).",
     )
     qdrant_alias: str = Field(
         "products", description="Alias the service reads and writes through; it points at a versioned collection."
@@ -114,6 +137,30 @@ class Settings(BaseSettings):
     )
     api_max_k: int = Field(100, ge=1, le=1000, description="Most results one similar/search request may ask for.")
     image_fetch_timeout: float = Field(10.0, gt=0, description="Seconds to fetch an image_url given in a PUT.")
+    api_key: SecretStr | None = Field(
+        None,
+        description="Key the write endpoints require (X-API-Key or Authorization: Bearer). Unset: writes are "
+        "open and the service warns at start-up (like Qdrant without a key).",
+    )
+    api_reads_require_key: bool = Field(
+        False, description="Reads (products, similar, search, categorize, images) need the API key too."
+    )
+    cors_origins: list[str] = Field(
+        [], description='Origins browsers may call the API from (["https://shop.example"]); empty: no CORS.'
+    )
+    cors_allow_credentials: bool = Field(
+        False, description="Let cross-origin browsers send credentials; refused together with a '*' origin."
+    )
+    log_level: str = Field("INFO", description="Level of the service's and the worker's logs.")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json: one JSON object per line (time, level, logger, message, request_id)."
+    )
+    metrics_broker_timeout: float = Field(
+        0.5, gt=0, le=10, description="Seconds /metrics waits for the broker's queue length before reporting NaN."
+    )
+    worker_metrics_port: int = Field(
+        9808, ge=0, le=65535, description="Port a Celery worker serves its Prometheus /metrics on (0: none)."
+    )
     image_fetch_allow_hosts: list[str] = Field(
         [],
         description="Hosts whose image URLs may be fetched even though they resolve to an internal (private, "
@@ -149,6 +196,51 @@ class Settings(BaseSettings):
         description="Seconds before Redis gives an unacknowledged task (its worker died) to another worker. "
         "Longer than the longest task, or a slow task runs twice.",
     )
+    jobs_executor: Literal["auto", "celery", "inline"] = Field(
+        "auto",
+        description="Where `POST /v1/tasks` runs a task: `celery` sends it to the broker, `inline` runs the same "
+        "function in a thread of the API process (no Redis needed). `auto`: inline with the embedded store "
+        "(which one process owns, so no worker could open it), celery with a Qdrant server.",
+    )
+    jobs_image_batch_max: int = Field(
+        256, ge=1, le=10_000, description="Most images one `niteru.images.registered_many` task may carry."
+    )
+    jobs_fetch_threads: int = Field(8, ge=1, le=64, description="Parallel image downloads within one batch task.")
+    rebuild_cron: str = Field(
+        "30 3 * * *",
+        description="When beat (or the inline scheduler) starts the daily rebuild: 'minute hour day month weekday'.",
+    )
+    rebuild_timezone: str = Field("UTC", description="Time zone of `rebuild_cron`.")
+    rebuild_expires: int = Field(
+        6 * 3600,
+        ge=60,
+        description="Seconds after its scheduled time a rebuild task is dropped unstarted, so missed runs "
+        "(workers down, a backlog) do not pile up into several rebuilds in a row.",
+    )
+    rebuild_lock_timeout: int = Field(
+        4 * 3600,
+        ge=60,
+        description="Seconds the Redis rebuild lock lives without being renewed (a crashed host frees it).",
+    )
+    models_refresh_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How often a serving process checks which collection the alias points at, to load the text "
+        "model and classifier it was built with after a rebuild (writes always check).",
+    )
+
+    @model_validator(mode="after")
+    def _safe_access(self) -> Settings:
+        # Browsers refuse "*" with credentials anyway; failing here says so before anyone is confused.
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError("cors_origins may not contain '*' when cors_allow_credentials is true")
+        if self.api_reads_require_key and self.api_key is None:
+            raise ValueError("api_reads_require_key needs an api_key")
+        if self.api_key is not None and not self.api_key.get_secret_value().strip():
+            raise ValueError("api_key is empty: unset it to leave writes open, or give a real key")
+        if self.qdrant_url is not None:  # a server URL means the server, whatever the engine default
+            self.store_engine = "qdrant"
+        return self
 
     @property
     def models_dir(self) -> Path:
@@ -156,8 +248,8 @@ class Settings(BaseSettings):
 
     @property
     def store_path(self) -> Path:
-        """Folder of the embedded Qdrant store."""
-        return self.qdrant_path or self.data_dir / "qdrant"
+        """Folder of the embedded store (Edge shards, or qdrant-client's local mode)."""
+        return self.qdrant_path or self.data_dir / ("edge" if self.store_engine == "edge" else "qdrant")
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,8 @@
-"""The Qdrant store on the real embedded engine: alias, ids, conditional writes, search, filters, locks.
+"""The store's behaviour, the same for both engines: Qdrant Edge in-process and qdrant-client's local mode.
 
+Every test taking ``settings`` (or ``store``, ``filled``) runs once per engine, so the two cannot drift.
 Vectors here are random unit vectors (the store does not care where they come from); the expected
-rankings are computed with numpy, never written down.
+rankings are computed with numpy, never written down. Engine-specific behaviour: ``test_store_edge.py``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from niteru.store import (
     StoreUnavailableError,
     open_store,
 )
+from niteru.store.edge import EdgeProductStore
 from niteru.store.qdrant import QdrantProductStore
 
+ENGINES = ("edge", "qdrant")
 DIMS = {"image": 16, "text": 8}
 CATEGORIES = ("fashion", "food", "cosmetics")
 
@@ -54,9 +57,9 @@ def make_point(i: int, version: int, rng: np.random.Generator, title: str | None
     return ProductPoint(product, {"image": unit(rng, DIMS["image"]), "text": unit(rng, DIMS["text"])})
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path)
+@pytest.fixture(params=ENGINES)
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    return Settings(data_dir=tmp_path, store_engine=request.param)
 
 
 @pytest.fixture
@@ -81,17 +84,18 @@ def test_point_ids_are_deterministic_uuid5() -> None:
     assert uuid.UUID(a).version == 5
 
 
+def test_open_store_picks_the_engine(store: ProductStore, settings: Settings) -> None:
+    kind = EdgeProductStore if settings.store_engine == "edge" else QdrantProductStore
+    assert isinstance(store, kind)
+    assert store.info()["engine"] == ("edge" if settings.store_engine == "edge" else "qdrant-embedded")
+    other = "qdrant" if settings.store_engine == "edge" else "edge"
+    assert settings.model_copy(update={"store_engine": other}).store_path != settings.store_path
+
+
 def test_collection_is_versioned_behind_the_alias(store: ProductStore, settings: Settings) -> None:
-    assert isinstance(store, QdrantProductStore)
-    aliases = {a.alias_name: a.collection_name for a in store.client.get_aliases().aliases}
-    assert aliases[settings.qdrant_alias] == store.collection
-    assert store.collection.startswith(f"{settings.qdrant_alias}-")
-    vectors = store.client.get_collection(store.collection).config.params.vectors
-    assert isinstance(vectors, dict)
-    assert {n: (v.size, v.distance.value) for n, v in vectors.items()} == {
-        "image": (16, "Cosine"),
-        "text": (8, "Cosine"),
-    }
+    current = store.current_version()
+    assert current.startswith(f"{settings.qdrant_alias}-")
+    assert store.versions() == [current] and store.info()["collection"] == current
 
 
 def test_reopen_keeps_the_collection_and_refuses_other_sizes(settings: Settings) -> None:
@@ -132,7 +136,7 @@ def test_an_older_image_never_overwrites_a_newer_one(filled: tuple[ProductStore,
     stored = store.get("p-0")
     assert stored is not None and stored.product.title == "newer" and stored.product.image_version == 500
     # The store's own condition holds even when the caller's pre-check is bypassed.
-    assert isinstance(store, QdrantProductStore)
+    assert isinstance(store, QdrantProductStore | EdgeProductStore)
     store._write([make_point(0, 300, rng, "sneaky")], 300)
     stored = store.get("p-0")
     assert stored is not None and stored.product.title == "newer"
@@ -260,8 +264,11 @@ def test_an_unreachable_server_is_unavailable(tmp_path: Path) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = Settings(data_dir=tmp_path, qdrant_url=f"http://127.0.0.1:{port}", qdrant_timeout=1)
+    # A server URL means the server, whatever the engine setting says.
+    settings = Settings(data_dir=tmp_path, store_engine="edge", qdrant_url=f"http://127.0.0.1:{port}", qdrant_timeout=1)
+    assert settings.store_engine == "qdrant"
     with open_store(settings) as store:
+        assert isinstance(store, QdrantProductStore)
         with pytest.raises(StoreUnavailableError, match="unreachable"):
             store.ping()
         with pytest.raises(StoreUnavailableError):

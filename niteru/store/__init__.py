@@ -1,7 +1,8 @@
-"""The product store: an interface (``ProductStore``) and its Qdrant implementation.
+"""The product store: an interface (``ProductStore``) and two engines behind it.
 
-``open_store(settings)`` picks the deployment from the settings: a Qdrant server when ``qdrant_url`` is
-set, else the embedded store on disk. Importing this package builds no client.
+``open_store(settings)`` picks the engine from the settings: a Qdrant server through qdrant-client when
+``qdrant_url`` is set; else ``store_engine``: ``edge`` (Qdrant Edge in-process, the default) or
+``qdrant`` (qdrant-client's local mode). Importing this package builds no client.
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ from niteru.store.base import (
     StoreError,
     StoreSchemaError,
     StoreUnavailableError,
+    UnknownCollectionError,
     UpsertOutcome,
 )
 
 
 def open_store(settings: Settings) -> ProductStore:
     """Connect to the configured store (embedded: takes the folder's lock until ``close()``)."""
+    if settings.qdrant_url is None and settings.store_engine == "edge":
+        from niteru.store.edge import EdgeProductStore
+
+        return EdgeProductStore(settings)
     from niteru.store.qdrant import QdrantProductStore
 
     return QdrantProductStore(settings)
@@ -38,6 +44,7 @@ __all__ = [
     "StoreError",
     "StoreSchemaError",
     "StoreUnavailableError",
+    "UnknownCollectionError",
     "UpsertOutcome",
     "open_store",
 ]

@@ -1,7 +1,8 @@
 """The store interface: what the API, the ingest and the jobs call.
 
-Only niteru types and numpy arrays cross it, so a second engine (Qdrant Edge, issue 7) can sit behind
-the same calls. Vectors are named: ``image`` and ``text`` (``VECTOR_NAMES``).
+Only niteru types and numpy arrays cross it, so two engines sit behind the same calls: Qdrant Edge
+in-process (``edge.py``) and qdrant-client (``qdrant.py``); ``tests/test_store.py`` runs on both.
+Vectors are named: ``image`` and ``text`` (``VECTOR_NAMES``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ class StoreUnavailableError(StoreError):
 
 class StoreSchemaError(StoreError):
     """The stored collection does not fit the models (a vector size changed): rebuild it."""
+
+
+class UnknownCollectionError(StoreError, LookupError):
+    """No versioned collection of that name (switch, pinned)."""
+
+
+def check_query(vectors: Mapping[str, np.ndarray], dims: Mapping[str, int], k: int | None = None) -> None:
+    """The same error from every engine for the same bad call (each engine words its own differently)."""
+    if k is not None and k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+    for name, vector in vectors.items():
+        if name not in dims:
+            raise StoreSchemaError(f"the collection has no vector {name!r} (it has {sorted(dims)})")
+        if np.shape(vector) != (dims[name],):
+            shape = np.shape(vector)
+            raise StoreSchemaError(f"vector {name!r} has shape {shape}; the collection stores {dims[name]}-d")
 
 
 @dataclass
@@ -159,6 +176,12 @@ class ProductStore(ABC):
     @abstractmethod
     def drop(self, version: str) -> None:
         """Delete a versioned collection (never the current one)."""
+
+    def build_index(self, wait: bool = True) -> bool:
+        """Index what a bulk load wrote, off the request path (queries are served meanwhile); ``wait``
+        returns once the index serves. True when a build started. Engines that index continuously in
+        the background (a Qdrant server) or never (qdrant-client's local mode) have nothing to do."""
+        return False
 
     @abstractmethod
     def ping(self) -> None:

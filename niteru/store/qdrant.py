@@ -36,7 +36,9 @@ from niteru.store.base import (
     SearchFilter,
     StoreSchemaError,
     StoreUnavailableError,
+    UnknownCollectionError,
     UpsertOutcome,
+    check_query,
 )
 from niteru.store.qdrant_filters import as_floats, fused_query, prefetch_size, to_filter
 
@@ -54,6 +56,7 @@ class QdrantProductStore(ProductStore):
         self._lock: contextlib.AbstractContextManager[Any] = threading.RLock() if self.embedded else _NoLock()
         self._collection: str | None = None
         self._pinned = False  # a view of one versioned collection that shares this client (``pinned``)
+        self._dims: dict[str, dict[str, int]] = {}  # vector sizes by collection (shared with pinned views)
         self.client = self._connect()
 
     def _connect(self) -> QdrantClient:
@@ -129,7 +132,16 @@ class QdrantProductStore(ProductStore):
         with self._call():
             return self._create(dims)
 
+    def _sizes(self, name: str) -> dict[str, int]:
+        if name not in self._dims:
+            with self._call():
+                params = self.client.get_collection(name).config.params.vectors
+            self._dims[name] = {n: v.size for n, v in params.items()} if isinstance(params, dict) else {}
+        return self._dims[name]
+
     def pinned(self, version: str) -> QdrantProductStore:
+        if version not in self.versions():
+            raise UnknownCollectionError(f"no collection {version!r}")
         view = copy.copy(self)  # shallow: the same client and lock
         view._collection, view._pinned = version, True
         return view
@@ -138,6 +150,8 @@ class QdrantProductStore(ProductStore):
         return self._lock
 
     def switch(self, version: str) -> None:
+        if version not in self.versions():
+            raise UnknownCollectionError(f"no collection {version!r}")
         with self._call():
             ops: list[models.AliasOperations] = []
             if self.alias in self._aliases():
@@ -210,6 +224,8 @@ class QdrantProductStore(ProductStore):
                 latest[p.product.product_id] = p
         if not latest:
             return UpsertOutcome()
+        for p in latest.values():
+            check_query(p.vectors, self._sizes(self.collection))
         with self._call():
             before = self._stored_versions(list(latest))
             fresh = [p for pid, p in latest.items() if before.get(pid, -1) <= p.product.image_version]
@@ -274,15 +290,24 @@ class QdrantProductStore(ProductStore):
         names = [n for n in VECTOR_NAMES if n in vectors]
         if not names or sum(max(0.0, float(weights.get(n, 0.0))) for n in names) <= 0:
             raise ValueError(f"no vector to search with (weights {dict(weights)}, vectors {sorted(vectors)})")
+        # One collection for the whole call: a switch between the size check and the query must not send
+        # the query to a collection whose vectors have other sizes (a rebuild's new text model).
+        collection = self.collection
+        check_query(vectors, self._sizes(collection), k)
         if fusion is not Fusion.wsum:  # rank and distribution fusions: a zero-weight list is left out
             names = [n for n in names if weights.get(n, 0.0) > 0]
-        search_filter, drop = self._split_filter(search_filter)
+        # Only where the excluded ids cannot change the others' scores: one exact list, or the weighted sum
+        # of cosines. Ranks (rrf, wrrf) and score distributions (dbsf) must be of the filtered lists.
+        if len(names) > 1 and fusion is not Fusion.wsum:
+            drop: tuple[str, ...] = ()
+        else:
+            search_filter, drop = self._split_filter(search_filter)
         limit = k + len(drop)
         query_filter = to_filter(search_filter)
         with self._call():
             if len(names) == 1:
                 result = self.client.query_points(
-                    self.collection,
+                    collection,
                     query=as_floats(vectors[names[0]]),
                     using=names[0],
                     query_filter=query_filter,
@@ -292,7 +317,7 @@ class QdrantProductStore(ProductStore):
                 )
             else:
                 result = self.client.query_points(
-                    self.collection,
+                    collection,
                     **fused_query(
                         vectors,
                         weights,
@@ -317,13 +342,15 @@ class QdrantProductStore(ProductStore):
         *,
         candidates: int | None = None,
     ) -> dict[str, list[Hit]]:
-        search_filter, drop = self._split_filter(search_filter)
-        limit = candidates or prefetch_size(k + len(drop))
+        collection = self.collection  # one collection for the whole call (see ``search``)
+        check_query(vectors, self._sizes(collection), k)
+        # Filtered as the fused search filters its lists (see ``search``): the ranks explain shows are those.
+        limit = candidates or prefetch_size(k)
         query_filter = to_filter(search_filter)
         names = [n for n in VECTOR_NAMES if n in vectors]
         with self._call():
             responses = self.client.query_batch_points(
-                self.collection,
+                collection,
                 [
                     models.QueryRequest(
                         query=as_floats(vectors[n]), using=n, filter=query_filter, limit=limit, with_payload=True

@@ -13,7 +13,7 @@ import numpy as np
 
 from niteru.routing import Mode, Route, route
 from niteru.settings import Settings
-from niteru.store.base import Fusion, Hit, ProductStore, SearchFilter
+from niteru.store.base import Fusion, Hit, ProductStore, SearchFilter, StoreSchemaError
 
 # (image vector, text vector) -> [(category, probability), ...] best first; None when no classifier.
 Estimator = Callable[[np.ndarray | None, np.ndarray | None], list[tuple[str, float]]]
@@ -69,6 +69,21 @@ def similar_products(
     estimate: Estimator | None = None,
 ) -> SimilarResult:
     """The ``k`` nearest other products; the query product itself is never among them."""
+    try:
+        return _similar(store, product_id, settings, options, estimate)
+    except StoreSchemaError:
+        # The alias moved between reading the product and searching: a rebuild swapped in a collection
+        # whose text vectors have another size. Once more, now wholly in the new collection.
+        return _similar(store, product_id, settings, options, estimate)
+
+
+def _similar(
+    store: ProductStore,
+    product_id: str,
+    settings: Settings,
+    options: SimilarOptions,
+    estimate: Estimator | None,
+) -> SimilarResult:
     point = store.get(product_id, with_vectors=True)
     if point is None:
         raise UnknownProductError(product_id)

@@ -1,0 +1,128 @@
+"""What only the Edge engine has: its owner lock, its alias state file, and the HNSW index built off the
+request path (in a child process, on a copy) while the live shard keeps answering and taking writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from niteru.settings import Settings
+from niteru.store import SearchFilter, StoreUnavailableError, open_store
+from niteru.store.edge import EdgeProductStore
+from tests.test_store import DIMS, make_point
+
+OPEN_ELSEWHERE = """
+import sys
+from niteru.settings import Settings
+from niteru.store import StoreUnavailableError, open_store
+try:
+    open_store(Settings(data_dir=sys.argv[1], store_engine="edge"))
+except StoreUnavailableError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def edge(tmp_path: Path, **changes: object) -> EdgeProductStore:
+    store = open_store(Settings(data_dir=tmp_path, store_engine="edge", **changes))  # type: ignore[arg-type]
+    assert isinstance(store, EdgeProductStore)
+    return store
+
+
+def test_a_second_process_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    with edge(tmp_path) as store:
+        store.ensure_collection(DIMS)
+        done = subprocess.run(
+            [sys.executable, "-c", OPEN_ELSEWHERE, str(tmp_path)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 3, done.stderr
+        assert "in use by another process" in done.stdout and "--workers" in done.stdout
+        assert "WAL" not in done.stdout + done.stderr  # not the engine's own lock error
+        with pytest.raises(StoreUnavailableError, match=r"pid \d+"):
+            open_store(store.settings)  # a second store in the same process is refused as well
+    again = subprocess.run([sys.executable, "-c", OPEN_ELSEWHERE, str(tmp_path)], capture_output=True, timeout=120)
+    assert again.returncode == 0  # closed: the next owner may open it
+
+
+def test_the_alias_lives_in_an_atomically_replaced_state_file(tmp_path: Path) -> None:
+    with edge(tmp_path) as store:
+        store.ensure_collection(DIMS)
+        first, second = store.current_version(), store.create_version(DIMS)
+        store.switch(second)
+        state = json.loads((store.settings.store_path / "state.json").read_text())
+        assert state["aliases"] == {"products": second}
+        assert set(state["dirs"]) == {first, second}
+        assert all((store.settings.store_path / d / "edge_config.json").is_file() for d in state["dirs"].values())
+        assert not list(store.settings.store_path.glob(".*.tmp"))
+        schema = store.shards.get(second).info().payload_schema
+        assert {"category", "subcategory", "shop_id", "product_id", "image_version", "price"} <= set(schema)
+
+
+def test_the_index_builds_off_the_request_path_and_loses_no_write(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    with edge(tmp_path, edge_indexing_threshold_kb=1, edge_index_after=0) as store:
+        store.ensure_collection(DIMS)
+        points = [make_point(i, 1, rng) for i in range(1500)]
+        for i in range(0, len(points), 500):
+            store.upsert(points[i : i + 500])
+        before = store.info()
+        assert before["indexed_vectors"] == 0 and before["points"] == 1500
+        assert store.build_index(wait=False) is True
+        served, wrote = 0, 0
+        while store.shards.building(store.collection):
+            assert store.search(points[served % 1500].vectors, {"image": 1.0}, 5)  # answered meanwhile
+            served += 1
+            if wrote < 20:  # writes during the build go to the live shard and its journal
+                store.upsert([make_point(2000 + wrote, 1, rng)])
+                wrote += 1
+            if wrote == 20 and store.delete("p-7"):
+                wrote += 1
+            time.sleep(0.005)
+        after = store.info()
+        assert served > 5, "the build ended before the test could query during it"
+        assert after["indexed_vectors"] > 0 and after["collection"] == before["collection"]
+        assert store.count() == 1500 + 20 - (1 if wrote > 20 else 0)
+        assert store.get("p-2019") is not None
+        assert (store.get("p-7") is None) is (wrote > 20)
+        count = store.count()
+    with pytest.raises(StoreUnavailableError, match="closed"):
+        store.count()
+    with edge(tmp_path) as again:  # the indexed shard is the one the state file names
+        assert again.info()["indexed_vectors"] == after["indexed_vectors"] and again.count() == count
+        assert len(list(again.settings.store_path.glob("products-*"))) == 1  # the old copy is gone
+
+
+def test_filtered_search_on_the_index_matches_exact_search(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    with edge(tmp_path, edge_indexing_threshold_kb=1) as store:
+        store.ensure_collection(DIMS)
+        store.upsert([make_point(i, 1, rng) for i in range(3000)])
+        store.build_index()
+        assert store.info()["indexed_vectors"] > 0
+        recalls = []
+        for i in range(0, 300, 10):
+            q = make_point(i, 1, rng).vectors
+            for f in (None, SearchFilter(category="food"), SearchFilter(category="food", shop_id="shop-1")):
+                got = {h.product.product_id for h in store.search(q, {"image": 1.0}, 10, f)}
+                want = {h.product.product_id for h in store.search(q, {"image": 1.0}, 10, f, exact=True)}
+                recalls.append(len(got & want) / len(want))
+        assert np.mean(recalls) >= 0.95
+
+
+def test_many_writes_start_a_background_build(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    with edge(tmp_path, edge_indexing_threshold_kb=1, edge_index_after=400) as store:
+        store.ensure_collection(DIMS)
+        store.upsert([make_point(i, 1, rng) for i in range(300)])
+        assert not store.info()["index_building"]
+        store.upsert([make_point(i, 1, rng) for i in range(300, 600)])
+        assert any(t.name.startswith("index-") for t in threading.enumerate())
+    with edge(tmp_path) as again:  # close waited for the build
+        assert again.info()["indexed_vectors"] > 0 and again.count() == 600
