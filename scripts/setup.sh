@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 VENV=${VENV:-.venv}
-EXTRAS=${NITERU_EXTRAS:-dev}
+# NITERU_EXTRAS= (empty) installs without the dev tools, as docker/Dockerfile does.
+EXTRAS=${NITERU_EXTRAS-dev}
 
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
@@ -31,7 +32,7 @@ fi
 # Re-install only when pyproject.toml changed since the last successful install.
 stamp="$VENV/.niteru-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    "$VENV/bin/pip" install --quiet -e ".[${EXTRAS}]"
+    "$VENV/bin/pip" install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
     touch "$stamp"
 fi
 TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/niteru" weights
