@@ -13,11 +13,16 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from api.errors import install_error_handlers
 from api.middleware import ContentLengthLimitMiddleware, ServerTimingMiddleware
-from api.routers import categorize, health, products, search
+from api.observe import MetricsMiddleware, RequestIdMiddleware
+from api.routers import categorize, health, metrics, products, search, tasks, web
+from api.security import warn_if_open
 from api.services import Services
+from api.task_gateway import TaskGateway
 from niteru import __version__
 from niteru.embedders import Embedders
 from niteru.settings import Settings, get_settings
@@ -72,9 +77,27 @@ def load_services(settings: Settings, embedders: Embedders | None = None) -> Ser
         if settings.qdrant_url is None:
             store.close()
             services.store = None
+    if services.store is not None and "store" not in services.problems:
+        from niteru.model_sync import ModelSync
+
+        services.sync = ModelSync(settings, services.store.current_version())
     for part, problem in services.problems.items():
         log.warning("%s unavailable: %s", part, problem)
     return services
+
+
+async def _follow_rebuilds(services: Services) -> None:
+    """Reads keep up with a rebuild made by another process (or the inline executor) within
+    ``models_refresh_seconds``; writes check on their own before writing."""
+    period = services.settings.models_refresh_seconds
+    if services.sync is None or period <= 0:
+        return
+    while True:
+        await anyio.sleep(period)
+        try:
+            await anyio.to_thread.run_sync(services.refresh_models)
+        except StoreError as exc:
+            log.warning("could not check the live collection: %s", exc)
 
 
 def create_app(settings: Settings | None = None, *, embedders: Embedders | None = None) -> FastAPI:
@@ -85,9 +108,14 @@ def create_app(settings: Settings | None = None, *, embedders: Embedders | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await anyio.to_thread.run_sync(load_services, settings, embedders)
         app.state.services = services
+        services.tasks = TaskGateway(settings, services).start()
         try:
-            yield
+            async with anyio.create_task_group() as background:
+                background.start_soon(_follow_rebuilds, services)
+                yield
+                background.cancel_scope.cancel()
         finally:
+            services.tasks.stop()
             if services.store is not None:
                 await anyio.to_thread.run_sync(services.store.close)
 
@@ -98,10 +126,27 @@ def create_app(settings: Settings | None = None, *, embedders: Embedders | None 
         version=__version__,
         lifespan=lifespan,
     )
+    app.state.settings = settings
+    warn_if_open(settings)
+    # Added innermost first: the request id wraps everything (a 413 or a CORS refusal carries it too).
     app.add_middleware(ServerTimingMiddleware)
     app.add_middleware(ContentLengthLimitMiddleware, max_body_bytes=max_body)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Server-Timing"],
+        )
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for router in (health.router, products.router, search.router, categorize.router):
+    app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
+    app.include_router(web.router)
+    app.include_router(metrics.router)
+    for router in (health.router, products.router, search.router, categorize.router, tasks.router):
         # The cap is on the routes rather than the app: FastAPI's app-level cap sits outside our middleware
         # and answers a declared oversize body in plain text; per route it stops a chunked body as JSON.
         app.include_router(router, max_body_size=max_body)

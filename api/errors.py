@@ -16,10 +16,11 @@ IMAGE_STATUS = {"not_an_image": 415, "too_large": 413}
 class ApiError(Exception):
     """An error with its status, raised by the services and turned into ``{"detail": ...}``."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers
 
 
 class ServiceUnavailableError(ApiError):
@@ -27,14 +28,14 @@ class ServiceUnavailableError(ApiError):
         super().__init__(503, detail)
 
 
-def _json(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+def _json(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return _json(exc.status, exc.detail)
+        return _json(exc.status, exc.detail, exc.headers)
 
     async def image_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ImageError)

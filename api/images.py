@@ -1,4 +1,5 @@
-"""Image bytes from the three sources a client may give: an upload, a URL, a catalog path.
+"""Image bytes from the three sources a client may give: an upload, a URL, a catalog path; and a stored
+product's image for the web page.
 
 Every source is capped at ``api_max_upload_bytes`` (413 above). Decoding problems are left to the image
 model's ``prepare`` (typed ``ImageError``s, mapped to 415/413/422).
@@ -6,13 +7,16 @@ model's ``prepare`` (typed ``ImageError``s, mapped to 415/413/422).
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fastapi import UploadFile
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from api.errors import ApiError
 from niteru import fetch
+from niteru.products import Product
 from niteru.settings import Settings
 
 # Declared types we accept for an upload; anything else (text/plain, application/pdf...) is 415 unread.
@@ -45,6 +49,27 @@ def fetch_url(url: str, settings: Settings) -> bytes:
     """GET an image URL (see ``niteru.fetch.fetch_url``); blocking: call it off the event loop."""
     with _api_errors():
         return fetch.fetch_url(url, settings)
+
+
+def stored_image(product: Product, settings: Settings) -> Response:
+    """A stored product's image for the web page: the catalog file, or a redirect to its http(s) URL.
+
+    Only files inside the catalog folder are served (``fetch.catalog_path``: relative, no ``..``), and
+    only image files; an uploaded image is not kept (only its vector is), so it is a 404.
+    """
+    ref = product.image
+    if ref.startswith(("http://", "https://")):
+        return RedirectResponse(ref, status_code=307)
+    if ref.startswith("upload:"):
+        raise ApiError(404, f"the image of {product.product_id!r} was uploaded; only its vector is kept")
+    try:
+        path = fetch.catalog_path(ref, settings)
+    except fetch.ImageSourceError as exc:
+        raise ApiError(404, f"the image of {product.product_id!r} is not available: {exc.message}") from None
+    media_type, _ = mimetypes.guess_type(path.name)
+    if media_type is None or not media_type.startswith("image/"):
+        raise ApiError(404, f"the image of {product.product_id!r} is not an image file: {ref!r}")
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
 
 
 def read_catalog_path(relative: str, settings: Settings) -> bytes:

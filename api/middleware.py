@@ -15,15 +15,19 @@ import contextvars
 import json
 import time
 from collections.abc import Iterator
+from typing import Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from niteru.metrics import get_metrics
 
 _timings: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("timings", default=None)
 
 
 @contextlib.contextmanager
-def timed(part: str) -> Iterator[None]:
-    """Add the block's duration to ``part`` of the current request (no-op outside a request).
+def timed(part: Literal["model", "store"], what: str) -> Iterator[None]:
+    """Add the block's duration to ``part`` of the current request (no-op outside a request), and
+    observe it in the Prometheus histogram of that part: embedding time by model, store time by operation.
 
     Works from worker threads too: ``run_in_threadpool`` copies the context, and the dict is shared.
     """
@@ -31,9 +35,13 @@ def timed(part: str) -> Iterator[None]:
     try:
         yield
     finally:
+        elapsed = time.perf_counter() - start
         bucket = _timings.get()
         if bucket is not None:
-            bucket[part] = bucket.get(part, 0.0) + time.perf_counter() - start
+            bucket[part] = bucket.get(part, 0.0) + elapsed
+        metrics = get_metrics()
+        histogram = metrics.embedding if part == "model" else metrics.store
+        histogram.labels(what).observe(elapsed)
 
 
 class ServerTimingMiddleware:

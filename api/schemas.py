@@ -64,6 +64,25 @@ class ProductOut(BaseModel):
         return cls.model_validate(product.model_dump())
 
 
+class ProductSummary(BaseModel):
+    """A product in the listing (the web page's grid)."""
+
+    product_id: str
+    title: str
+    category: str
+    subcategory: str
+    shop_id: str
+    price: float | None
+    image: str
+
+
+class ProductList(BaseModel):
+    total: int = Field(description="Products matching the category filter.")
+    offset: int
+    categories: dict[str, int] = Field(description="Every category in the store, with its product count.")
+    items: list[ProductSummary]
+
+
 class PutResult(ProductOut):
     status: Literal["created", "updated", "unchanged"]
 

@@ -1,7 +1,8 @@
 """The Celery application, configured from settings (``NITERU_CELERY_*``, ``NITERU_JOBS_*``).
 
 Run a worker with ``celery -A jobs.celery_app worker --pool solo`` (the embedded store admits one
-process, so one solo worker per data folder; with a Qdrant server, ``--concurrency N`` and more hosts).
+process, so one solo worker per data folder; with a Qdrant server, ``--concurrency N`` and more hosts),
+and one ``celery -A jobs.celery_app beat`` for the daily rebuild (``NITERU_REBUILD_CRON``).
 Building the app opens no connection: Celery connects when a worker starts or a task is sent.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from celery import Celery
 
+from jobs.schedule import beat_schedule
+from jobs.signals import install_signals
 from niteru.settings import Settings, get_settings
 
 
@@ -32,7 +35,11 @@ def create_celery(settings: Settings | None = None) -> Celery:
         broker_transport_options={"visibility_timeout": s.celery_visibility_timeout},
         result_backend_transport_options={"visibility_timeout": s.celery_visibility_timeout},
         task_track_started=True,
+        # The daily rebuild (``celery -A jobs.celery_app beat``); its cron is read in the settings' time zone.
+        beat_schedule=beat_schedule(s),
+        timezone=s.rebuild_timezone,
     )
+    install_signals(celery, s)  # request ids into task headers, task metrics, JSON worker logs
     return celery
 
 

@@ -11,14 +11,16 @@ collection, check it, and swap the alias to it atomically; ``rollback`` swaps ba
 5. check (same count as live, smoke queries answer), swap the alias, make the new text model and
    classifier current, keep the previous collection for ``rollback`` and drop older ones.
 
-Only one rebuild at a time: an exclusive lock file in the data folder (the store's own process).
-Queries go on meanwhile: they read the live collection through the alias until the swap.
+Only one rebuild at a time: an exclusive lock file in the data folder (freed by the kernel when its process
+dies) and, with a Qdrant server (several hosts may run workers), a Redis lock on the broker that expires
+after ``rebuild_lock_timeout`` unless released. Queries go on meanwhile: they read the live collection
+through the alias until the swap; other processes pick up the new collection's text model through
+``niteru.model_sync`` (the collection's text model is recorded before the swap).
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ from embedding.category import CategoryModel, save_category_model
 from embedding.text import TextEmbedder, train_text_model
 from embedding.text.artifact import CURRENT, resolve, set_current
 from niteru.categorize import CategoryTrainingError, category_dir, fit_from_store
+from niteru.model_sync import record_text_model, recorded_text_models
 from niteru.products import ProductFields, content_hash
 from niteru.settings import Settings
 from niteru.store import ProductPoint, ProductStore, SearchFilter
@@ -56,6 +59,38 @@ class RebuildReport:
 
 @contextmanager
 def rebuild_lock(settings: Settings) -> Iterator[None]:
+    with _file_lock(settings):
+        if settings.qdrant_url is None:
+            yield  # the embedded store: one process, one host, the file lock is enough
+        else:
+            with _redis_lock(settings):
+                yield
+
+
+@contextmanager
+def _redis_lock(settings: Settings) -> Iterator[None]:
+    import redis
+
+    client = redis.Redis.from_url(settings.celery_broker_url, socket_timeout=10)
+    lock = client.lock(f"niteru:rebuild:{settings.qdrant_alias}", timeout=settings.rebuild_lock_timeout)
+    try:
+        acquired = lock.acquire(blocking=False)
+    except redis.RedisError as exc:
+        raise RebuildError(f"cannot reach Redis for the rebuild lock: {exc}") from exc
+    if not acquired:
+        raise RebuildError("another rebuild is running (the Redis rebuild lock is held)")
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except redis.RedisError as exc:  # expired meanwhile (a rebuild longer than the timeout): say so
+            log.warning("rebuild lock not released cleanly: %s", exc)
+        client.close()
+
+
+@contextmanager
+def _file_lock(settings: Settings) -> Iterator[None]:
     path = settings.data_dir / "rebuild.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -108,12 +143,14 @@ def rebuild(store: ProductStore, settings: Settings) -> RebuildReport:
                     chunk = points[i : i + settings.store_batch_size]
                     target.upsert(_with_text(chunk, text))
                     bar.update(len(chunk))
+            target.build_index(wait=True)  # Edge: HNSW off the request path (queries meanwhile); else a no-op
             caught = _catch_up(store, target, text, CATCH_UP_PASSES)
             _check(store, target)
         except Exception:
             store.drop(new)
             raise
         classifier = _train_classifier(target, settings)
+        record_text_model(settings, new, staged.name)  # before the swap: see niteru.model_sync
         with store.exclusive():  # the last catch-up and the swap: no write of this process between them
             caught += _catch_up(store, target, text, 1)
             store.switch(new)
@@ -121,9 +158,8 @@ def rebuild(store: ProductStore, settings: Settings) -> RebuildReport:
         set_current(staged.parent, staged.name)
         if classifier is not None:
             save_category_model(classifier, category_dir(settings))
-        _record(settings, new, staged.name)
-        if old_text is not None:
-            _record(settings, previous, old_text)
+        if old_text is not None and previous not in recorded_text_models(settings):
+            record_text_model(settings, previous, old_text)
         dropped = [v for v in store.versions() if v not in (previous, new)]
         for v in dropped:
             store.drop(v)
@@ -170,22 +206,6 @@ def _train_classifier(target: ProductStore, settings: Settings) -> CategoryModel
         return None
 
 
-def _recorded(settings: Settings) -> dict[str, str]:
-    """Which text model each collection was built with (``models_dir/collections.json``), for ``rollback``."""
-    path = settings.models_dir / "collections.json"
-    known: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
-    return known
-
-
-def _record(settings: Settings, collection: str, text_version: str) -> None:
-    path = settings.models_dir / "collections.json"
-    known = _recorded(settings)
-    known[collection] = text_version
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(known, indent=1))
-    tmp.replace(path)
-
-
 def rollback(store: ProductStore, settings: Settings) -> str:
     """Point the alias back at the previous collection (and its text model, when recorded)."""
     with rebuild_lock(settings):
@@ -195,7 +215,7 @@ def rollback(store: ProductStore, settings: Settings) -> str:
             raise RebuildError(f"no collection older than {current} to roll back to")
         target = older[-1]
         store.switch(target)
-        known = _recorded(settings)
+        known = recorded_text_models(settings)
         if target in known and (settings.models_dir / "text" / known[target]).is_dir():
             set_current(settings.models_dir / "text", known[target])
         return target

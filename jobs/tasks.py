@@ -2,11 +2,13 @@
 
 - ``niteru.products.upsert(product_id, fields, image=None, image_version=None)``
 - ``niteru.images.registered(product_id, image, image_version=None, fields=None)``
+- ``niteru.images.registered_many(items)``: a list of the keyword arguments above, embedded as one batch
 - ``niteru.products.delete(product_id)``
+- ``niteru.collection.rebuild()``: the daily rebuild (beat sends it; ``niteru rebuild`` does it by hand)
 
-Thin wrappers over ``jobs.work``. Transient errors retry with exponential backoff and jitter (declared
-here); permanent ones are recorded (``niteru jobs failures``) and end the task with ``status: failed``.
-Tasks are acknowledged late and idempotent (see ``jobs.celery_app``).
+Thin wrappers over ``jobs.contract.perform``. Transient errors retry with exponential backoff and jitter
+(declared here); permanent ones are recorded (``niteru jobs failures``) and end the task with
+``status: failed``. Tasks are acknowledged late and idempotent (see ``jobs.celery_app``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_process_shutdown
 
+from jobs import contract
 from jobs.celery_app import app
-from jobs.failures import record_failure
-from jobs.work import JobContext, PermanentJobError, TransientJobError, delete_product, register_image, upsert_product
+from jobs.work import JobContext, TransientJobError
 from niteru.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -35,10 +37,13 @@ _context: JobContext | None = None
 
 
 def context() -> JobContext:
-    """The models and the store, loaded by the first task of this worker process."""
+    """The models and the store, loaded by the first task of this worker process and kept in step with
+    the live collection (a rebuild elsewhere swaps in a new text model)."""
     global _context
     if _context is None:
         _context = JobContext.load(get_settings())
+    else:
+        _context.refresh()
     return _context
 
 
@@ -50,32 +55,26 @@ def _close_context(**_: object) -> None:
         _context = None
 
 
-def _failed(task: Task, product_id: str, exc: PermanentJobError, arguments: dict[str, Any]) -> dict[str, Any]:
-    record_failure(get_settings(), task.name, task.request.id or "", product_id, exc.reason, exc.message, arguments)
-    log.warning("%s %s failed for good: %s", task.name, product_id, exc)
-    return {"product_id": product_id, "status": "failed", "reason": exc.reason, "message": exc.message}
+def _run(task: Task, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    outcome = contract.perform(context(), name, kwargs, task.request.id or "")
+    for follow, follow_kwargs in outcome.follow_ups:
+        sent = app.send_task(follow, kwargs=follow_kwargs, queue=get_settings().celery_queue)
+        if name == contract.UPSERT:
+            outcome.result["image_task"] = sent.id
+        else:
+            outcome.result.setdefault("retry_tasks", []).append(sent.id)
+    return outcome.result
 
 
-@app.task(name="niteru.products.upsert", bind=True, **RETRY)
+@app.task(name=contract.UPSERT, bind=True, **RETRY)
 def upsert_task(
     self: Task, product_id: str, fields: dict[str, Any], image: str | None = None, image_version: int | None = None
 ) -> dict[str, Any]:
-    args = {"fields": fields, "image": image, "image_version": image_version}
-    try:
-        result = upsert_product(context(), product_id, fields, image, image_version)
-    except PermanentJobError as exc:
-        return _failed(self, product_id, exc, args)
-    if result["status"] == "needs_image":
-        assert image is not None
-        sent = image_task.apply_async(
-            kwargs={"product_id": product_id, "image": image, "image_version": image_version, "fields": fields},
-            queue=get_settings().celery_queue,
-        )
-        result["image_task"] = sent.id
-    return result
+    kwargs = {"product_id": product_id, "fields": fields, "image": image, "image_version": image_version}
+    return _run(self, contract.UPSERT, kwargs)
 
 
-@app.task(name="niteru.images.registered", bind=True, **RETRY)
+@app.task(name=contract.IMAGE, bind=True, **RETRY)
 def image_task(
     self: Task,
     product_id: str,
@@ -83,12 +82,28 @@ def image_task(
     image_version: int | None = None,
     fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    try:
-        return register_image(context(), product_id, image, image_version, fields)
-    except PermanentJobError as exc:
-        return _failed(self, product_id, exc, {"image": image, "image_version": image_version, "fields": fields})
+    kwargs = {"product_id": product_id, "image": image, "image_version": image_version, "fields": fields}
+    return _run(self, contract.IMAGE, kwargs)
 
 
-@app.task(name="niteru.products.delete", bind=True, **RETRY)
+@app.task(name=contract.IMAGES, bind=True, **RETRY)
+def images_task(self: Task, items: list[Any]) -> dict[str, Any]:
+    return _run(self, contract.IMAGES, {"items": items})
+
+
+@app.task(name=contract.DELETE, bind=True, **RETRY)
 def delete_task(self: Task, product_id: str) -> dict[str, Any]:
-    return delete_product(context(), product_id)
+    return _run(self, contract.DELETE, {"product_id": product_id})
+
+
+# A failed rebuild is not retried within the day: the next scheduled run (or `niteru rebuild`) tries
+# again, and the live collection stays as it was. It may take long: no time limit below the lock's.
+@app.task(name=contract.REBUILD, bind=True, autoretry_for=(TransientJobError,), max_retries=2, retry_backoff=60)
+def rebuild_task(self: Task) -> dict[str, Any]:
+    from jobs.rebuild import RebuildError
+
+    try:
+        return _run(self, contract.REBUILD, {})
+    except RebuildError as exc:
+        log.warning("rebuild not done: %s", exc)
+        return {"status": "skipped", "reason": str(exc)}

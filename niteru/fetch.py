@@ -144,8 +144,8 @@ def _read_capped(response: httpx.Response, limit: int) -> bytes:
     return buffer.value()
 
 
-def read_image_path(relative: str, settings: Settings) -> bytes:
-    """Bytes of an image inside the configured catalog folder; a path escaping it is refused.
+def catalog_path(relative: str, settings: Settings) -> Path:
+    """The file of an image path inside the configured catalog folder; a path escaping it is refused.
 
     The check is on the path as written (no absolute path, no ``..``): symlinks the catalog's owner put
     inside the folder are followed, a caller cannot climb out of it.
@@ -156,6 +156,12 @@ def read_image_path(relative: str, settings: Settings) -> bytes:
     path = settings.catalog_dir / rel
     if not path.is_file():
         raise ImageSourceError("not_found", f"image_path {relative!r} does not exist in the catalog folder")
+    return Path(path)
+
+
+def read_image_path(relative: str, settings: Settings) -> bytes:
+    """Bytes of an image inside the configured catalog folder (``catalog_path``), within the size cap."""
+    path = catalog_path(relative, settings)
     if path.stat().st_size > settings.api_max_upload_bytes:
         raise _too_large(settings.api_max_upload_bytes)
     return Path(path).read_bytes()

@@ -185,16 +185,31 @@ def test_tasks_by_name_stale_versions_and_a_recorded_failure(
             fields=fields,
         ).get(timeout=60)
         assert (unsafe["status"], unsafe["reason"]) == ("failed", "unsafe_url")
+        # many images in one task: embedded as one batch; a bad item fails alone
+        batch = send(
+            client,
+            worker_env,
+            "niteru.images.registered_many",
+            items=[
+                {"product_id": "job-5", "image": ingested.good[7].image, "fields": fields},
+                {"product_id": "job-6", "image": "images/bad-text-as-image.jpg", "fields": fields},
+                {"product_id": "job-7", "image": ingested.good[8].image, "fields": fields, "image_version": 3},
+            ],
+        ).get(timeout=120)
+        assert [i["status"] for i in batch["items"]] == ["created", "failed", "created"], batch
+        assert batch["counts"] == {"created": 2, "failed": 1}
     finally:
         worker.stop()
     log = (tmp_path / "worker.log").read_text()
     assert "Retry in" not in log  # permanent failures are not retried
     data = Path(worker_env["NITERU_DATA_DIR"])
     failures = [json.loads(line) for line in (data / "reports" / "task-failures.jsonl").read_text().splitlines()]
-    assert [(f["product_id"], f["reason"], f["task_id"]) for f in failures[-2:]] == [
-        ("job-3", "corrupt", corrupt.id),
-        ("job-4", "unsafe_url", failures[-1]["task_id"]),
+    assert [(f["product_id"], f["reason"]) for f in failures[-3:]] == [
+        ("job-3", "corrupt"),
+        ("job-4", "unsafe_url"),
+        ("job-6", "not_an_image"),
     ]
+    assert failures[-3]["task_id"] == corrupt.id
     # now that the worker has let go of the store, look at what it wrote
     with open_store(Settings(data_dir=data)) as store:
         stored = store.get("job-1", with_vectors=True)

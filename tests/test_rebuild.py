@@ -16,6 +16,7 @@ import pytest
 
 from jobs.rebuild import RebuildError, rebuild, rebuild_lock, rollback
 from niteru.embedders import ProductInput, embed_products
+from niteru.model_sync import ModelSync
 from niteru.products import ProductFields, now_version
 from niteru.settings import Settings
 from niteru.store import ProductPoint, open_store
@@ -90,7 +91,34 @@ def test_rebuild_swaps_while_queries_continue_and_keeps_writes_made_meanwhile(
         assert store.count() == count  # one added, one deleted
         assert before in store.versions()  # kept for rollback
 
+        # another process that still holds the old text model finds the live collection's on its next check
+        sync = ModelSync(settings, before)
+        reloaded = sync.check(store, ingested.embedders.text.version, force=True)
+        assert reloaded is not None and reloaded.collection == report.current  # type: ignore[attr-defined]
+        assert reloaded.text is not None and reloaded.text.version == report.text_model  # type: ignore[attr-defined]
+        assert reloaded.text.version != ingested.embedders.text.version
+        assert sync.check(store, reloaded.text.version, force=True) is None  # nothing new since
+
         with rebuild_lock(settings), pytest.raises(RebuildError, match="another rebuild"):
             rebuild(store, settings)
         assert rollback(store, settings) == before
         assert store.current_version() == before
+
+
+def test_with_a_server_the_rebuild_lock_is_held_in_redis(tmp_path: Path) -> None:
+    """Two hosts (two data folders: the file lock cannot see the other) share the Redis lock."""
+    alias = f"lock-test-{time.time_ns()}"
+    common = {
+        "qdrant_url": "http://127.0.0.1:1",
+        "celery_broker_url": "redis://127.0.0.1:6379/14",
+        "qdrant_alias": alias,
+    }
+    host_a = Settings(data_dir=tmp_path / "a", **common)  # type: ignore[arg-type]
+    host_b = Settings(data_dir=tmp_path / "b", **common)  # type: ignore[arg-type]
+    with rebuild_lock(host_a), pytest.raises(RebuildError, match="Redis rebuild lock"), rebuild_lock(host_b):
+        pass
+    with rebuild_lock(host_b):  # released when the first rebuild ended
+        pass
+    unreachable = Settings(data_dir=tmp_path / "c", **{**common, "celery_broker_url": "redis://127.0.0.1:1/0"})  # type: ignore[arg-type]
+    with pytest.raises(RebuildError, match="cannot reach Redis"), rebuild_lock(unreachable):
+        pass

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import services_of
 from api.images import read_upload
 from api.routers.products import ERRORS
 from api.schemas import CategorizeOut, CategoryEstimate
+from api.security import require_read
 
-router = APIRouter(prefix="/v1/categorize", tags=["categorize"])
+router = APIRouter(prefix="/v1/categorize", tags=["categorize"], dependencies=[Depends(require_read)])
 
 
 @router.post("", response_model=CategorizeOut, responses=ERRORS)

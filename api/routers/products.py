@@ -4,23 +4,34 @@ and the similar products of a stored product."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import services_of
 from api.errors import ApiError
-from api.images import fetch_url, read_catalog_path, read_upload
-from api.schemas import ImageUploadFields, ProductOut, ProductPut, PutResult, SimilarOut
+from api.images import fetch_url, read_catalog_path, read_upload, stored_image
+from api.schemas import (
+    ImageUploadFields,
+    ProductList,
+    ProductOut,
+    ProductPut,
+    ProductSummary,
+    PutResult,
+    SimilarOut,
+)
+from api.security import require_read, require_write
 from niteru.fusion import Fusion
 from niteru.products import PRODUCT_ID_PATTERN, ProductFields
 from niteru.routing import Mode
 from niteru.store import SearchFilter
 from niteru.store.query import SimilarOptions
 
-router = APIRouter(prefix="/v1/products", tags=["products"])
+router = APIRouter(prefix="/v1/products", tags=["products"], dependencies=[Depends(require_read)])
+WRITE = [Depends(require_write)]
 
 ProductId = Annotated[str, Path(pattern=PRODUCT_ID_PATTERN, description="The shop's product id.")]
 ERRORS: dict[int | str, dict[str, str]] = {
@@ -28,6 +39,7 @@ ERRORS: dict[int | str, dict[str, str]] = {
     409: {"description": "A newer image of this product is stored"},
     413: {"description": "Image over the size limit"},
     415: {"description": "Not an image"},
+    401: {"description": "Missing or wrong API key"},
     422: {"description": "Invalid input"},
     503: {"description": "Store or model unavailable"},
 }
@@ -38,7 +50,7 @@ def _put_status(result: PutResult, response: Response) -> PutResult:
     return result
 
 
-@router.put("/{product_id}", response_model=PutResult, responses=ERRORS)
+@router.put("/{product_id}", response_model=PutResult, responses=ERRORS, dependencies=WRITE)
 async def put_product(product_id: ProductId, body: ProductPut, request: Request, response: Response) -> PutResult:
     """Create or replace a product. The image comes from ``image_url`` or ``image_path``; without either
     an existing product keeps its stored image (a text or price update)."""
@@ -60,7 +72,7 @@ async def put_product(product_id: ProductId, body: ProductPut, request: Request,
     return _put_status(await run_in_threadpool(work), response)
 
 
-@router.put("/{product_id}/image", response_model=PutResult, responses=ERRORS)
+@router.put("/{product_id}/image", response_model=PutResult, responses=ERRORS, dependencies=WRITE)
 async def put_product_image(
     product_id: ProductId,
     request: Request,
@@ -94,13 +106,34 @@ async def put_product_image(
     return _put_status(await run_in_threadpool(work), response)
 
 
+@router.get("", response_model=ProductList, responses=ERRORS)
+async def list_products(
+    request: Request,
+    category: Annotated[str | None, Query(max_length=100, description="Only products of this category.")] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, description="How many products (at most api_max_k).")] = 48,
+) -> ProductList:
+    """Stored products in a stable order, with every category's count (the web page's grid)."""
+    listing = await run_in_threadpool(services_of(request).list_products, category, offset, limit)
+    items = [ProductSummary(**asdict(s)) for s in listing.items]
+    return ProductList(total=listing.total, offset=offset, categories=listing.categories, items=items)
+
+
+@router.get("/{product_id}/image", response_class=Response, responses=ERRORS)
+async def get_product_image(product_id: ProductId, request: Request) -> Response:
+    """The stored product's image: the catalog file, or a redirect to its URL (404 for an uploaded one)."""
+    services = services_of(request)
+    product = await run_in_threadpool(services.get_product, product_id)
+    return stored_image(product, services.settings)
+
+
 @router.get("/{product_id}", response_model=ProductOut, responses=ERRORS)
 async def get_product(product_id: ProductId, request: Request) -> ProductOut:
     product = await run_in_threadpool(services_of(request).get_product, product_id)
     return ProductOut.of(product)
 
 
-@router.delete("/{product_id}", status_code=204, responses=ERRORS)
+@router.delete("/{product_id}", status_code=204, responses=ERRORS, dependencies=WRITE)
 async def delete_product(product_id: ProductId, request: Request) -> Response:
     await run_in_threadpool(services_of(request).delete_product, product_id)
     return Response(status_code=204)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import services_of
 from api.images import read_upload
 from api.routers.products import ERRORS
 from api.schemas import Match, SearchOut, TextSearchIn
+from api.security import require_read
 
-router = APIRouter(prefix="/v1/search", tags=["search"])
+router = APIRouter(prefix="/v1/search", tags=["search"], dependencies=[Depends(require_read)])
 
 
 @router.post("/image", response_model=SearchOut, responses=ERRORS)

@@ -1,0 +1,26 @@
+"""``/metrics``: Prometheus text format (metric names in ``niteru.metrics`` and the README).
+
+Open like the probes: scrapers rarely carry keys, and the numbers say nothing about the products.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from niteru.metrics import get_metrics, read_queue_length
+from niteru.settings import Settings
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    # Read at scrape time, off the event loop, with a short timeout: a down broker is NaN, not a failed scrape.
+    length = await run_in_threadpool(
+        read_queue_length, settings.celery_broker_url, settings.celery_queue, settings.metrics_broker_timeout
+    )
+    get_metrics().queue_length.labels(settings.celery_queue).set(length)
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
