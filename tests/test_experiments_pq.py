@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from jobs.experiments.config import ConfigError, expand, load_config
 from jobs.experiments.pq import ground_truth, load_vectors, run_experiment, split_queries
+from niteru.settings import Settings
+from tests.store_fixtures import Ingested
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "jobs" / "experiments" / "pq.yaml"
@@ -135,9 +137,24 @@ def test_bad_configuration_is_a_clear_error(real_vectors: Path, tmp_path: Path, 
         run_experiment(str(real_vectors), CONFIG, [override], tmp_path / "r2")
 
 
+def test_vectors_exported_from_the_store(ingested: Ingested) -> None:
+    from niteru.store import open_store
+
+    images = load_vectors("store:image", ingested.settings)
+    texts = load_vectors("store:text", ingested.settings)
+    with open_store(ingested.settings) as store:
+        count = store.count()
+        point = next(iter(store.scroll(batch_size=1, with_vectors=True)))[0]
+    assert images.shape == (count, 1024) and texts.shape[0] == count
+    assert any(np.allclose(row, point.vectors["image"]) for row in images[:1])
+    np.testing.assert_allclose(np.linalg.norm(images, axis=1), 1.0, atol=1e-4)
+
+
 def test_bad_vector_source_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not available yet"):
-        load_vectors("store:image")
+    with pytest.raises(ConfigError, match="store has vectors"):
+        load_vectors("store:colour")
+    with pytest.raises(ConfigError, match="no 'products' collection"):
+        load_vectors("store:image", Settings(data_dir=tmp_path / "empty"))
     with pytest.raises(ConfigError, match=r"\.npy"):
         load_vectors(str(tmp_path / "missing.npy"))
     np.save(tmp_path / "flat.npy", np.zeros(5, np.float32))

@@ -34,7 +34,10 @@ def vectors(
 
 @experiments_app.command("pq")
 def pq(
-    vectors: Annotated[str, typer.Option(help="An .npy file of vectors (later also store:image / store:text).")],
+    vectors: Annotated[
+        str,
+        typer.Option(help="An .npy file, or store:image / store:text (the store of NITERU_DATA_DIR)."),
+    ],
     config: Annotated[Path, typer.Option(help="YAML grid of indexes and parameters.")] = Path(
         "jobs/experiments/pq.yaml"
     ),

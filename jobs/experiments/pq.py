@@ -24,18 +24,17 @@ from typing import Any
 import numpy as np
 
 from jobs.experiments.config import ConfigError, IndexConfig, expand, load_config
+from niteru.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def load_vectors(source: str) -> np.ndarray:
-    """(n, d) float32 vectors from a source name.
-
-    Today: a path to an ``.npy`` file. The catalog store will add ``store:image`` / ``store:text``
-    here (export of the named vector kind), without any change to the experiment itself.
-    """
+def load_vectors(source: str, settings: Settings | None = None) -> np.ndarray:
+    """(n, d) float32 vectors from a source name: a path to an ``.npy`` file, or ``store:image`` /
+    ``store:text``, every stored product's vector of that name from the live collection of the store the
+    settings name (the embedded store must not be open in another process)."""
     if source.startswith("store:"):
-        raise ConfigError(f"{source}: reading from the catalog store is not available yet; export to .npy")
+        return export_from_store(source.removeprefix("store:"), settings or Settings())
     path = Path(source)
     if path.suffix != ".npy" or not path.is_file():
         raise ConfigError(f"{source}: expected an existing .npy file of shape (n, d)")
@@ -43,6 +42,26 @@ def load_vectors(source: str) -> np.ndarray:
     if vectors.ndim != 2 or len(vectors) < 2:
         raise ConfigError(f"{source}: expected shape (n, d) with n >= 2, got {vectors.shape}")
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def export_from_store(name: str, settings: Settings) -> np.ndarray:
+    from tqdm import tqdm
+
+    from niteru.store import VECTOR_NAMES, StoreError, open_store
+
+    if name not in VECTOR_NAMES:
+        raise ConfigError(f"store:{name}: the store has vectors {', '.join(VECTOR_NAMES)}")
+    rows: list[np.ndarray] = []
+    try:
+        with open_store(settings) as store, tqdm(total=store.count(), desc=f"export {name}", unit="vec") as bar:
+            for batch in store.scroll(batch_size=1024, with_vectors=True):
+                rows.extend(p.vectors[name] for p in batch)
+                bar.update(len(batch))
+    except StoreError as exc:
+        raise ConfigError(f"store:{name}: {exc}") from exc
+    if len(rows) < 2:
+        raise ConfigError(f"store:{name}: the store holds {len(rows)} products; need at least 2")
+    return np.stack(rows).astype(np.float32, copy=False)
 
 
 def split_queries(vectors: np.ndarray, share: float, max_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
