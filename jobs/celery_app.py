@@ -1,7 +1,9 @@
 """The Celery application, configured from settings (``NITERU_CELERY_*``, ``NITERU_JOBS_*``).
 
 Run a worker with ``celery -A jobs.celery_app worker --pool solo`` (the embedded store admits one
-process, so one solo worker per data folder; with a Qdrant server, ``--concurrency N`` and more hosts),
+process, so one solo worker per data folder, and then not beside a running API, which would own the
+store: with the embedded store the API runs tasks itself, ``jobs.inline``; with a Qdrant server,
+``--concurrency N`` and more hosts),
 and one ``celery -A jobs.celery_app beat`` for the daily rebuild (``NITERU_REBUILD_CRON``).
 Building the app opens no connection: Celery connects when a worker starts or a task is sent.
 """
