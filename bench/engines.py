@@ -198,7 +198,7 @@ def main() -> None:
     results = [bench_set(name, args) for name in args.sets]
     meta = {
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; 1-min load "
-        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (another job embedding images shared the cores)",
+        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (above ~1, other work shared the cores)",
         "queries": args.queries,
         "local_queries": args.local_queries,
         "runs": args.runs,
