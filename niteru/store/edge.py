@@ -36,6 +36,8 @@ from niteru.store.base import (
     UnknownCollectionError,
     UpsertOutcome,
     check_query,
+    conditional_upsert,
+    newest_per_product,
 )
 from niteru.store.edge_layout import disk_bytes
 from niteru.store.edge_shards import EdgeShards
@@ -145,32 +147,13 @@ class EdgeProductStore(ProductStore):
         self.shards.apply(self.collection, operation)
 
     def upsert(self, points: Sequence[ProductPoint]) -> UpsertOutcome:
-        latest: dict[str, ProductPoint] = {}
-        for p in points:  # a product twice in one batch: its newest image wins
-            seen = latest.get(p.product.product_id)
-            if seen is None or p.product.image_version >= seen.product.image_version:
-                latest[p.product.product_id] = p
+        latest = newest_per_product(points)
         if not latest:
             return UpsertOutcome()
         with self.shards.lock:  # the alias cannot move while this holds
             for p in latest.values():
                 check_query(p.vectors, self.shards.dims(self.collection))
-            before = self._stored_versions(list(latest))
-            fresh = [p for pid, p in latest.items() if before.get(pid, -1) <= p.product.image_version]
-            if fresh:
-                # As in qdrant.py: one conditional call at the batch's lowest version, then one call for
-                # each product whose stored version lies above it, with its own version as the condition.
-                floor = min(p.product.image_version for p in fresh)
-                bulk = [p for p in fresh if before.get(p.product.product_id, -1) <= floor]
-                if bulk:
-                    self._write(bulk, floor)
-                for p in fresh:
-                    if before.get(p.product.product_id, -1) > floor:
-                        self._write([p], p.product.image_version)
-            after = self._stored_versions(list(latest))
-        outcome = UpsertOutcome()
-        for pid, p in latest.items():
-            (outcome.written if after.get(pid) == p.product.image_version else outcome.stale).append(pid)
+            outcome = conditional_upsert(latest, self._stored_versions, self._write)
         self.shards.wrote(self.collection, len(outcome.written))
         return outcome
 

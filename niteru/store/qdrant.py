@@ -39,6 +39,8 @@ from niteru.store.base import (
     UnknownCollectionError,
     UpsertOutcome,
     check_query,
+    conditional_upsert,
+    newest_per_product,
 )
 from niteru.store.qdrant_filters import as_floats, fused_query, prefetch_size, to_filter
 
@@ -217,35 +219,13 @@ class QdrantProductStore(ProductStore):
         self.client.upsert(self.collection, structs, wait=True, update_filter=condition)
 
     def upsert(self, points: Sequence[ProductPoint]) -> UpsertOutcome:
-        latest: dict[str, ProductPoint] = {}
-        for p in points:  # a product twice in one batch: its newest image wins
-            seen = latest.get(p.product.product_id)
-            if seen is None or p.product.image_version >= seen.product.image_version:
-                latest[p.product.product_id] = p
+        latest = newest_per_product(points)
         if not latest:
             return UpsertOutcome()
         for p in latest.values():
             check_query(p.vectors, self._sizes(self.collection))
         with self._call():
-            before = self._stored_versions(list(latest))
-            fresh = [p for pid, p in latest.items() if before.get(pid, -1) <= p.product.image_version]
-            if fresh:
-                # One conditional call for the common case; products whose stored version lies between the
-                # batch's lowest and their own get a call each, with their own version as the condition.
-                floor = min(p.product.image_version for p in fresh)
-                bulk = [p for p in fresh if before.get(p.product.product_id, -1) <= floor]
-                if bulk:
-                    self._write(bulk, floor)
-                for p in fresh:
-                    if before.get(p.product.product_id, -1) > floor:
-                        self._write([p], p.product.image_version)
-            # Read back: another writer may have won a race since `before` (its write then stands).
-            after = self._stored_versions(list(latest))
-        outcome = UpsertOutcome()
-        for pid, p in latest.items():
-            ok = after.get(pid) == p.product.image_version
-            (outcome.written if ok else outcome.stale).append(pid)
-        return outcome
+            return conditional_upsert(latest, self._stored_versions, self._write)
 
     def delete(self, product_id: str) -> bool:
         with self._call():
