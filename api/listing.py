@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from api.schemas import ProductSummary
 from niteru.products import point_id
 from niteru.store import ProductStore
 
@@ -20,38 +21,35 @@ TTL = 60.0
 
 
 @dataclass(frozen=True)
-class Summary:
-    product_id: str
-    title: str
-    category: str
-    subcategory: str
-    shop_id: str
-    price: float | None
-    image: str
-
-
-@dataclass(frozen=True)
 class Listing:
     total: int
     categories: dict[str, int]
-    items: list[Summary]
+    items: list[ProductSummary]
 
 
 class ProductIndex:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._summaries: list[Summary] | None = None
+        self._summaries: list[ProductSummary] | None = None
         self._loaded_at = 0.0
 
     def invalidate(self) -> None:
         with self._lock:
             self._summaries = None
 
-    def _all(self, store: ProductStore) -> list[Summary]:
+    def _all(self, store: ProductStore) -> list[ProductSummary]:
         with self._lock:  # one reload at a time; the others wait for it rather than scan too
             if self._summaries is None or time.monotonic() - self._loaded_at > TTL:
                 rows = [
-                    Summary(p.product_id, p.title, p.category, p.subcategory, p.shop_id, p.price, p.image)
+                    ProductSummary(
+                        product_id=p.product_id,
+                        title=p.title,
+                        category=p.category,
+                        subcategory=p.subcategory,
+                        shop_id=p.shop_id,
+                        price=p.price,
+                        image=p.image,
+                    )
                     for batch in store.scroll(batch_size=1024, with_vectors=False)
                     for p in (point.product for point in batch)
                 ]

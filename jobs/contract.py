@@ -34,6 +34,14 @@ class Outcome:
     follow_ups: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
+def note_follow_up(name: str, result: dict[str, Any], follow_id: str) -> None:
+    """Put a sent follow-up's task id in the result: an upsert's image task, a batch's re-sent items."""
+    if name == UPSERT:
+        result["image_task"] = follow_id
+    else:
+        result.setdefault("retry_tasks", []).append(follow_id)
+
+
 def _record(
     ctx: JobContext, name: str, task_id: str, product_id: str, exc: PermanentJobError, args: dict[str, Any]
 ) -> dict[str, Any]:

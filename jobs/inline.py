@@ -79,16 +79,21 @@ class InlineExecutor:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def submit(self, name: str, kwargs: dict[str, Any], delay: float = 0.0) -> TaskState:
+    def submit(self, name: str, kwargs: dict[str, Any]) -> TaskState:
         if name not in contract.NAMES:
             raise ValueError(f"unknown task {name!r}")
-        state = TaskState(str(uuid.uuid4()), name, "queued")
         with self._cv:
-            self._states[state.task_id] = state
-            while len(self._states) > KEEP_RESULTS:
-                self._states.popitem(last=False)
-            heapq.heappush(self._heap, _Entry(time.monotonic() + delay, next(self._seq), state.task_id, kwargs))
+            state = self._new_state(name)
+            heapq.heappush(self._heap, _Entry(time.monotonic(), next(self._seq), state.task_id, kwargs))
             self._cv.notify()
+        return state
+
+    def _new_state(self, name: str) -> TaskState:
+        """A queued task's state, kept for ``state()``; the oldest go beyond KEEP_RESULTS. Holds ``_cv``."""
+        state = TaskState(str(uuid.uuid4()), name, "queued")
+        self._states[state.task_id] = state
+        while len(self._states) > KEEP_RESULTS:
+            self._states.popitem(last=False)
         return state
 
     def state(self, task_id: str) -> TaskState | None:
@@ -103,7 +108,7 @@ class InlineExecutor:
         with self._cv:
             while not self._stopping:
                 if self._schedule.due():
-                    return _Entry(0.0, next(self._seq), self.submit_rebuild_state().task_id, {})
+                    return _Entry(0.0, next(self._seq), self._new_state(contract.REBUILD).task_id, {})
                 wait = 60.0
                 if self._heap:
                     wait = self._heap[0].due - time.monotonic()
@@ -111,11 +116,6 @@ class InlineExecutor:
                         return heapq.heappop(self._heap)
                 self._cv.wait(min(wait, 60.0))  # wakes at least once a minute for the schedule
             return None
-
-    def submit_rebuild_state(self) -> TaskState:
-        state = TaskState(str(uuid.uuid4()), contract.REBUILD, "queued")
-        self._states[state.task_id] = state
-        return state
 
     def _loop(self) -> None:
         while (entry := self._next()) is not None:
@@ -127,9 +127,8 @@ class InlineExecutor:
     def _run(self, state: TaskState, entry: _Entry) -> None:
         state.status = "started"
         try:
-            ctx = self._context()
-            ctx.refresh()
-            outcome = contract.perform(ctx, state.name, entry.kwargs, state.task_id)
+            # The context provider (the API's services) brings the models up to the live collection first.
+            outcome = contract.perform(self._context(), state.name, entry.kwargs, state.task_id)
         except TransientJobError as exc:
             if state.retries >= self.settings.jobs_max_retries:
                 state.status, state.error = "failed", f"gave up after {state.retries} retries: {exc}"
@@ -149,12 +148,7 @@ class InlineExecutor:
         state.result = outcome.result
         state.status = "failed" if outcome.result.get("status") == "failed" else "succeeded"
         for name, kwargs in outcome.follow_ups:
-            follow = self.submit(name, kwargs)
-            key = "image_task" if state.name == contract.UPSERT else "retry_tasks"
-            if key == "image_task":
-                outcome.result[key] = follow.task_id
-            else:
-                outcome.result.setdefault(key, []).append(follow.task_id)
+            contract.note_follow_up(state.name, outcome.result, self.submit(name, kwargs).task_id)
 
 
 class RebuildSchedule:

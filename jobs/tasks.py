@@ -59,10 +59,7 @@ def _run(task: Task, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     outcome = contract.perform(context(), name, kwargs, task.request.id or "")
     for follow, follow_kwargs in outcome.follow_ups:
         sent = app.send_task(follow, kwargs=follow_kwargs, queue=get_settings().celery_queue)
-        if name == contract.UPSERT:
-            outcome.result["image_task"] = sent.id
-        else:
-            outcome.result.setdefault("retry_tasks", []).append(sent.id)
+        contract.note_follow_up(name, outcome.result, sent.id)
     return outcome.result
 
 

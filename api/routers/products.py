@@ -4,7 +4,6 @@ and the similar products of a stored product."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
@@ -19,7 +18,6 @@ from api.schemas import (
     ProductList,
     ProductOut,
     ProductPut,
-    ProductSummary,
     PutResult,
     SimilarOut,
 )
@@ -115,8 +113,7 @@ async def list_products(
 ) -> ProductList:
     """Stored products in a stable order, with every category's count (the web page's grid)."""
     listing = await run_in_threadpool(services_of(request).list_products, category, offset, limit)
-    items = [ProductSummary(**asdict(s)) for s in listing.items]
-    return ProductList(total=listing.total, offset=offset, categories=listing.categories, items=items)
+    return ProductList(total=listing.total, offset=offset, categories=listing.categories, items=listing.items)
 
 
 @router.get("/{product_id}/image", response_class=Response, responses=ERRORS)
