@@ -6,8 +6,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from embedding.image.errors import ImageError
+from niteru.similar import UnknownProductError
 from niteru.store import StoreError, StoreUnavailableError
-from niteru.store.query import UnknownProductError
 
 # An image we refuse, by its reason code: not an image at all is 415, too big is 413, the rest is 422.
 IMAGE_STATUS = {"not_an_image": 415, "too_large": 413}

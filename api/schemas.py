@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from niteru.products import NonBlank, Product, ProductFields
 from niteru.routing import Route
+from niteru.similar import Explanation, SimilarResult
 from niteru.store import Hit
-from niteru.store.query import Explanation, SimilarResult
 
 # Qdrant compares range filters as float64: versions stay below 2**53 to compare exactly.
 MAX_VERSION = 2**53 - 1

@@ -19,8 +19,8 @@ from niteru.categorize import estimate
 from niteru.embedders import Embedders, ItemFailure, ProductInput, embed_products, input_hash, reembed_text
 from niteru.products import Product, ProductFields, now_version
 from niteru.settings import Settings
+from niteru.similar import Estimator, SimilarOptions, SimilarResult, UnknownProductError, similar_products
 from niteru.store import Hit, ProductPoint, ProductStore, SearchFilter
-from niteru.store.query import Estimator, SimilarOptions, SimilarResult, UnknownProductError, similar_products
 
 if TYPE_CHECKING:
     from api.task_gateway import TaskGateway

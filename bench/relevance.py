@@ -41,8 +41,8 @@ from niteru.categorize import estimate  # noqa: E402
 from niteru.fusion import Fusion  # noqa: E402
 from niteru.routing import Mode  # noqa: E402
 from niteru.settings import get_settings  # noqa: E402
+from niteru.similar import SimilarOptions, similar_products  # noqa: E402
 from niteru.store import ProductPoint, open_store  # noqa: E402
-from niteru.store.query import SimilarOptions, similar_products  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 K = 10

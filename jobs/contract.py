@@ -68,7 +68,7 @@ def perform(ctx: JobContext, name: str, kwargs: dict[str, Any], task_id: str = "
     if name == DELETE:
         return Outcome(delete_product(ctx, kwargs["product_id"]))
     if name == REBUILD:
-        from jobs.rebuild import rebuild
+        from niteru.rebuild import rebuild
 
         report = rebuild(ctx.store, ctx.settings)
         return Outcome(report.__dict__)

@@ -97,7 +97,7 @@ def delete_task(self: Task, product_id: str) -> dict[str, Any]:
 # again, and the live collection stays as it was. It may take long: no time limit below the lock's.
 @app.task(name=contract.REBUILD, bind=True, autoretry_for=(TransientJobError,), max_retries=2, retry_backoff=60)
 def rebuild_task(self: Task) -> dict[str, Any]:
-    from jobs.rebuild import RebuildError
+    from niteru.rebuild import RebuildError
 
     try:
         return _run(self, contract.REBUILD, {})

@@ -6,9 +6,11 @@ Every value can be set from the environment with the prefix ``NITERU_`` (for exa
 
 from __future__ import annotations
 
+import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +18,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from niteru.fusion import Fusion
 
 ResizeMode = Literal["pad", "crop", "stretch"]
+
+# Settings renamed because they were never Qdrant-server-only (they drive the Edge engine too): the old
+# names, as keyword or environment variable, still work for now and warn.
+RENAMED = {"qdrant_path": "store_dir", "qdrant_alias": "store_alias"}
 
 
 class Settings(BaseSettings):
@@ -99,10 +105,10 @@ class Settings(BaseSettings):
         "Setting qdrant_url implies qdrant.",
     )
     qdrant_url: str | None = Field(
-        None, description="Qdrant server URL (http://host:6333). Unset: the embedded store on disk (qdrant_path)."
+        None, description="Qdrant server URL (http://host:6333). Unset: the embedded store on disk (store_dir)."
     )
     qdrant_api_key: SecretStr | None = Field(None, description="API key of the Qdrant server (a secret).")
-    qdrant_path: Path | None = Field(
+    store_dir: Path | None = Field(
         None,
         description="Folder of the embedded store, either engine (default data_dir/edge or data_dir/qdrant); one "
         "process at a time.",
@@ -122,7 +128,7 @@ class Settings(BaseSettings):
         description="Edge: vector data (KB) a segment needs before it gets an HNSW index (unset: Edge's default; "
         "smaller segments are scanned exactly).",
     )
-    qdrant_alias: str = Field(
+    store_alias: str = Field(
         "products", description="Alias the service reads and writes through; it points at a versioned collection."
     )
     qdrant_timeout: float = Field(10.0, gt=0, description="Seconds one Qdrant server call may take.")
@@ -229,6 +235,21 @@ class Settings(BaseSettings):
         "model and classifier it was built with after a rebuild (writes always check).",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for old, new in RENAMED.items():
+            env_old, env_new = f"NITERU_{old.upper()}", f"NITERU_{new.upper()}"
+            value = data.pop(old, None)
+            if value is None and env_old in os.environ and env_new not in os.environ:
+                value = os.environ[env_old]
+            if value is not None and new not in data:
+                warnings.warn(f"{old} ({env_old}) is deprecated: use {new} ({env_new})", DeprecationWarning, 2)
+                data[new] = value
+        return data
+
     @model_validator(mode="after")
     def _safe_access(self) -> Settings:
         # Browsers refuse "*" with credentials anyway; failing here says so before anyone is confused.
@@ -249,7 +270,7 @@ class Settings(BaseSettings):
     @property
     def store_path(self) -> Path:
         """Folder of the embedded store (Edge shards, or qdrant-client's local mode)."""
-        return self.qdrant_path or self.data_dir / ("edge" if self.store_engine == "edge" else "qdrant")
+        return self.store_dir or self.data_dir / ("edge" if self.store_engine == "edge" else "qdrant")
 
 
 @lru_cache(maxsize=1)

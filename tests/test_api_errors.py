@@ -25,7 +25,7 @@ def client(ingested: Ingested) -> Iterator[TestClient]:
 @pytest.fixture
 def small(ingested: Ingested, tmp_path: Path) -> Settings:
     """An empty store of its own with a 50 kB image cap."""
-    return ingested.settings.model_copy(update={"qdrant_path": tmp_path / "qdrant", "api_max_upload_bytes": 50_000})
+    return ingested.settings.model_copy(update={"store_dir": tmp_path / "qdrant", "api_max_upload_bytes": 50_000})
 
 
 def product(ingested: Ingested, **extra: object) -> dict[str, object]:
@@ -143,7 +143,7 @@ def test_503_when_the_store_server_is_down(ingested: Ingested, tmp_path: Path) -
 
 
 def test_503_without_a_text_model_loads_the_image_model_itself(ingested: Ingested, tmp_path: Path) -> None:
-    bare = ingested.settings.model_copy(update={"data_dir": tmp_path, "qdrant_path": tmp_path / "q"})
+    bare = ingested.settings.model_copy(update={"data_dir": tmp_path, "store_dir": tmp_path / "q"})
     with TestClient(create_app(bare)) as c:
         ready = c.get("/readyz").json()
         assert ready["checks"]["image"] == "ok" and "train" in ready["checks"]["text"]

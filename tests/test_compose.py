@@ -40,7 +40,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from api.routers.health import router as health_router
-from niteru.cli import app as niteru_app
+from cli.main import app as niteru_app
 from niteru.settings import Settings
 from tests.conftest import REPO
 

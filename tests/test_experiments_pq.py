@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from jobs.experiments.config import ConfigError, expand, load_config
-from jobs.experiments.pq import ground_truth, load_vectors, run_experiment, split_queries
+from experiments.config import ConfigError, expand, load_config
+from experiments.pq import ground_truth, load_vectors, run_experiment, split_queries
 from niteru.settings import Settings
 from tests.store_fixtures import Ingested
 
@@ -29,7 +29,7 @@ FAST = ["run.repeats=1", "data.query_share=0.1", *ALL_OFF]
 
 @pytest.fixture(scope="session")
 def real_vectors(catalog_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from jobs.experiments.vectors import build_vector_set
+    from experiments.vectors import build_vector_set
     from niteru.catalog import read_catalog, stratified_sample
 
     rows = stratified_sample(read_catalog(catalog_dir), N_IMAGES)
@@ -89,7 +89,7 @@ def test_rerank_beats_the_same_pq_index_without_it(real_vectors: Path, tmp_path:
 
 
 def test_command_line_override_changes_the_grid(real_vectors: Path, tmp_path: Path) -> None:
-    from niteru.cli import app
+    from cli.main import app
 
     default = {
         s["nprobe"] for c in expand(load_config(CONFIG, []), 1024, 10_000) if c.family == "ivfflat" for s in c.searches
@@ -126,7 +126,7 @@ def test_ngt_runs_and_reports_its_footprint(real_vectors: Path, tmp_path: Path) 
     ],
 )
 def test_bad_configuration_is_a_clear_error(real_vectors: Path, tmp_path: Path, override: str, message: str) -> None:
-    from niteru.cli import app
+    from cli.main import app
 
     args = ["experiments", "pq", "--vectors", str(real_vectors), "--out", str(tmp_path / "r"), "--set", override]
     result = CliRunner().invoke(app, args)

@@ -34,7 +34,7 @@ def test_first_run_stores_the_good_rows_and_reports_each_bad_one(ingested: Inges
 
 
 def test_a_second_run_embeds_nothing_unchanged_and_picks_up_edits(ingested: Ingested, tmp_path: Path) -> None:
-    settings = ingested.settings.model_copy(update={"data_dir": tmp_path, "qdrant_path": tmp_path / "qdrant"})
+    settings = ingested.settings.model_copy(update={"data_dir": tmp_path, "store_dir": tmp_path / "qdrant"})
     again = ingest_catalog(ingested.catalog, settings, embedders=ingested.embedders)
     assert again.written == len(ingested.good)
     again = ingest_catalog(ingested.catalog, settings, embedders=ingested.embedders)
@@ -54,7 +54,7 @@ def test_a_second_run_embeds_nothing_unchanged_and_picks_up_edits(ingested: Inge
 
 
 def test_limit_takes_a_stratified_sample(ingested: Ingested, tmp_path: Path) -> None:
-    settings = ingested.settings.model_copy(update={"data_dir": tmp_path, "qdrant_path": tmp_path / "qdrant"})
+    settings = ingested.settings.model_copy(update={"data_dir": tmp_path, "store_dir": tmp_path / "qdrant"})
     report = ingest_catalog(ingested.catalog, settings, limit=10, embedders=ingested.embedders)
     with (ingested.catalog / "products.csv").open(newline="") as f:
         ids = [r["product_id"] for r in csv.DictReader(f)]

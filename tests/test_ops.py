@@ -122,7 +122,7 @@ def test_log_lines_are_json_with_the_request_id(ingested: Ingested, tmp_path: Pa
     access.addHandler(handler)
     access.setLevel(logging.INFO)
     # a store of its own: the module's client holds the ingested one
-    settings = ingested.settings.model_copy(update={"data_dir": tmp_path, "qdrant_path": tmp_path / "store"})
+    settings = ingested.settings.model_copy(update={"data_dir": tmp_path, "store_dir": tmp_path / "store"})
     try:
         with serve(create_app(settings, embedders=ingested.embedders), log_level="info") as url:
             answer = httpx.get(f"{url}/healthz", headers={"X-Request-ID": "req-from-shop-7"})

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from jobs.rebuild import RebuildError, rebuild, rebuild_lock, rollback
 from niteru.embedders import ProductInput, embed_products
 from niteru.model_sync import ModelSync
 from niteru.products import ProductFields, now_version
+from niteru.rebuild import RebuildError, rebuild, rebuild_lock, rollback
 from niteru.settings import Settings
+from niteru.similar import SimilarOptions, similar_products
 from niteru.store import ProductPoint, open_store
-from niteru.store.query import SimilarOptions, similar_products
 from tests.store_fixtures import Ingested
 
 pytestmark = [pytest.mark.weights, pytest.mark.catalog, pytest.mark.slow]
@@ -111,7 +111,7 @@ def test_with_a_server_the_rebuild_lock_is_held_in_redis(tmp_path: Path) -> None
     common = {
         "qdrant_url": "http://127.0.0.1:1",
         "celery_broker_url": "redis://127.0.0.1:6379/14",
-        "qdrant_alias": alias,
+        "store_alias": alias,
     }
     host_a = Settings(data_dir=tmp_path / "a", **common)  # type: ignore[arg-type]
     host_b = Settings(data_dir=tmp_path / "b", **common)  # type: ignore[arg-type]

@@ -17,8 +17,8 @@ from niteru.catalog import CatalogRow
 from niteru.fusion import Fusion
 from niteru.routing import Mode, blend, policy, route
 from niteru.settings import Settings
+from niteru.similar import SimilarOptions, similar_products
 from niteru.store import Hit, SearchFilter
-from niteru.store.query import SimilarOptions, similar_products
 from tests.store_fixtures import Ingested
 
 FUSIONS = [f.value for f in Fusion]

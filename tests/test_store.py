@@ -94,7 +94,7 @@ def test_open_store_picks_the_engine(store: ProductStore, settings: Settings) ->
 
 def test_collection_is_versioned_behind_the_alias(store: ProductStore, settings: Settings) -> None:
     current = store.current_version()
-    assert current.startswith(f"{settings.qdrant_alias}-")
+    assert current.startswith(f"{settings.store_alias}-")
     assert store.versions() == [current] and store.info()["collection"] == current
 
 

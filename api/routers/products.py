@@ -25,8 +25,8 @@ from api.security import require_read, require_write
 from niteru.fusion import Fusion
 from niteru.products import PRODUCT_ID_PATTERN, ProductFields
 from niteru.routing import Mode
+from niteru.similar import SimilarOptions
 from niteru.store import SearchFilter
-from niteru.store.query import SimilarOptions
 
 router = APIRouter(prefix="/v1/products", tags=["products"], dependencies=[Depends(require_read)])
 WRITE = [Depends(require_write)]

@@ -51,7 +51,7 @@ KEYWORD_INDEXES = ("category", "subcategory", "shop_id", "product_id")
 class EdgeProductStore(ProductStore):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.alias = settings.qdrant_alias
+        self.alias = settings.store_alias
         self.shards = EdgeShards(settings)  # takes the owner lock: one process per folder
         self._pinned: str | None = None
 

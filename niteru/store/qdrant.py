@@ -52,7 +52,7 @@ KEYWORD_INDEXES = ("category", "subcategory", "shop_id", "product_id")
 class QdrantProductStore(ProductStore):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.alias = settings.qdrant_alias
+        self.alias = settings.store_alias
         self.embedded = settings.qdrant_url is None
         # The embedded client keeps SQLite and numpy state that is unsafe across threads.
         self._lock: contextlib.AbstractContextManager[Any] = threading.RLock() if self.embedded else _NoLock()

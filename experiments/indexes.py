@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from jobs.experiments.config import IndexConfig
+from experiments.config import IndexConfig
 
 
 def process_rss() -> int:

@@ -72,7 +72,7 @@ def _redis_lock(settings: Settings) -> Iterator[None]:
     import redis
 
     client = redis.Redis.from_url(settings.celery_broker_url, socket_timeout=10)
-    lock = client.lock(f"niteru:rebuild:{settings.qdrant_alias}", timeout=settings.rebuild_lock_timeout)
+    lock = client.lock(f"niteru:rebuild:{settings.store_alias}", timeout=settings.rebuild_lock_timeout)
     try:
         acquired = lock.acquire(blocking=False)
     except redis.RedisError as exc:

@@ -28,7 +28,7 @@ def migrate_command(
     engine: Literal["edge", "qdrant"] = "edge" if to == "edge" else "qdrant"
     settings = get_settings()
     target_settings = settings.model_copy(
-        update={"store_engine": engine, "qdrant_url": to_url if engine == "qdrant" else None, "qdrant_path": to_path}
+        update={"store_engine": engine, "qdrant_url": to_url if engine == "qdrant" else None, "store_dir": to_path}
     )
     if target_settings.qdrant_url is None and target_settings.store_path == settings.store_path:
         raise typer.BadParameter("the target is the source folder: give --to-path (or --to-url)")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.experiments.config import ConfigError, IndexConfig, expand, load_config
+from experiments.config import ConfigError, IndexConfig, expand, load_config
 from niteru.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def measure(
     cfg: IndexConfig, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, run: dict[str, Any], progress: Any
 ) -> list[dict[str, Any]]:
     """Build one configuration and return a row per search setting."""
-    from jobs.experiments.indexes import build_index
+    from experiments.indexes import build_index
 
     k, dim, cores = truth.shape[1], base.shape[1], os.cpu_count() or 1
     index = build_index(cfg, base, run, progress)
@@ -159,7 +159,7 @@ def run_experiment(source: str, config_path: Path, overrides: list[str], out: Pa
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from tqdm import tqdm
 
-    from jobs.experiments.report import write_report
+    from experiments.report import write_report
 
     config = load_config(config_path, overrides)
     load_start = os.getloadavg()

@@ -24,7 +24,7 @@ def vectors(
     catalog: Annotated[Path | None, typer.Option(help="Catalog folder; default: the catalog_dir setting.")] = None,
 ) -> None:
     """Embed the catalog's images (and deterministic augmentations of them) with the MobileNet embedder."""
-    from jobs.experiments.vectors import build_from_catalog
+    from experiments.vectors import build_from_catalog
     from niteru.settings import get_settings
 
     settings = get_settings()
@@ -38,9 +38,7 @@ def pq(
         str,
         typer.Option(help="An .npy file, or store:image / store:text (the store of NITERU_DATA_DIR)."),
     ],
-    config: Annotated[Path, typer.Option(help="YAML grid of indexes and parameters.")] = Path(
-        "jobs/experiments/pq.yaml"
-    ),
+    config: Annotated[Path, typer.Option(help="YAML grid of indexes and parameters.")] = Path("experiments/pq.yaml"),
     overrides: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a config value: dotted.key=YAML value, e.g. ivfpq.nprobe=[1,8,32]."),
@@ -48,8 +46,8 @@ def pq(
     out: Annotated[Path | None, typer.Option(help="Results folder; default data/experiments/pq-<timestamp>/.")] = None,
 ) -> None:
     """Recall, speed and memory of faiss indexes (flat, IVF, PQ, OPQ, HNSW, SQ8) and NGT on real vectors."""
-    from jobs.experiments.config import ConfigError
-    from jobs.experiments.pq import run_experiment
+    from experiments.config import ConfigError
+    from experiments.pq import run_experiment
 
     try:
         result_dir = run_experiment(vectors, config, overrides or [], out)
@@ -66,7 +64,7 @@ def report(
     """Render summary.md, rows.csv and the plots again from a finished run's rows.json (no re-measuring)."""
     import json
 
-    from jobs.experiments.report import write_report
+    from experiments.report import write_report
 
     saved = json.loads((results / "rows.json").read_text())
     write_report(saved["rows"], saved["meta"], results)

@@ -1,4 +1,5 @@
-"""The ``niteru`` command. Each sub-command imports its heavy parts only when it runs."""
+"""The ``niteru`` command: the composition root, outside the core. Each sub-command imports its heavy parts
+only when it runs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from cli.experiments import experiments_app
+from cli.store import store_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="niteru: similar products by image and text.")
 
@@ -70,8 +74,8 @@ def train_category() -> None:
 @app.command()
 def rebuild() -> None:
     """Retrain the text model and the classifier on the live catalog, rebuild the collection, swap it in."""
-    from jobs.rebuild import RebuildError
-    from jobs.rebuild import rebuild as run_rebuild
+    from niteru.rebuild import RebuildError
+    from niteru.rebuild import rebuild as run_rebuild
     from niteru.settings import get_settings
     from niteru.store import StoreError, open_store
 
@@ -91,8 +95,8 @@ def rebuild() -> None:
 @app.command()
 def rollback() -> None:
     """Point the alias back at the previous collection (kept by the last rebuild) and its text model."""
-    from jobs.rebuild import RebuildError
-    from jobs.rebuild import rollback as run_rollback
+    from niteru.rebuild import RebuildError
+    from niteru.rebuild import rollback as run_rollback
     from niteru.settings import get_settings
     from niteru.store import StoreError, open_store
 
@@ -180,15 +184,9 @@ def jobs_failures(
 
 
 app.add_typer(jobs_app, name="jobs")
-
-# Offline ANN experiments (issue 8); the sub-app imports only Typer until a command runs.
-from jobs.experiments.cli import experiments_app  # noqa: E402
-
+# Offline ANN experiments; the sub-app imports only Typer until a command runs.
 app.add_typer(experiments_app, name="experiments")
-
-# The vector store (issue 7): migration between engines, the Edge index by hand.
-from niteru.store.cli import store_app  # noqa: E402
-
+# The vector store: migration between engines, the Edge index by hand.
 app.add_typer(store_app, name="store")
 
 
