@@ -2,9 +2,9 @@
 
 Two sets, both under ``--out`` (default ``data/vectors/``):
 
-* ``catalog``: every catalog image as it is (13,367 for catalog-dev) -> ``catalog.npy`` + ``catalog.ids.json``.
+* ``catalog``: every catalog image as it is -> ``catalog.npy`` + ``catalog.ids.json``.
 * ``augmented``: every catalog image in the 8 deterministic variants of ``VARIANTS`` (the first is the
-  image itself) -> ``augmented.npy`` + ``augmented.ids.json`` (8 x 13,367 = 106,936 for catalog-dev).
+  image itself) -> ``augmented.npy`` + ``augmented.ids.json`` (8 rows per catalog image).
 
 Each variant is made from the decoded RGB image (EXIF-oriented) *before* the embedder's usual
 pad-to-square and resize to 224, so a crop really removes part of the product:
