@@ -1,4 +1,4 @@
-"""compose.yaml and docker/Dockerfile against the code, without a Docker engine (issue 9).
+"""compose.yaml and docker/Dockerfile against the code, without a Docker engine.
 
 No engine runs here, so nothing is built or started. What can be checked is checked: the file parses (and
 Compose itself validates it when a Compose binary is installed; .ci/run installs Debian's); every
