@@ -16,10 +16,12 @@ demo: install
 	$(BIN)/niteru ingest --demo
 	$(BIN)/niteru serve
 
+# lint-imports checks the dependency rules of pyproject.toml's [tool.importlinter] (which package may import which).
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 
 pytest:
 	$(BIN)/pytest
@@ -50,4 +52,4 @@ bench-relevance: install
 	NITERU_DATA_DIR=$(RELEVANCE_DATA) $(BIN)/python bench/relevance.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache .grimp_cache

@@ -43,13 +43,14 @@ def load_services(settings: Settings, embedders: Embedders | None = None) -> Ser
         from embedding.image import MobileNetEmbedder
         from embedding.image.weights import WeightsMissingError
         from embedding.text import TextEmbedder, TextError
+        from niteru.model_config import image_config, text_config
 
         try:
-            services.image = MobileNetEmbedder(settings).load()
+            services.image = MobileNetEmbedder(image_config(settings)).load()
         except WeightsMissingError as exc:
             services.problems["image"] = str(exc)
         try:
-            services.text = TextEmbedder(settings).load()
+            services.text = TextEmbedder(text_config(settings)).load()
         except TextError as exc:
             services.problems["text"] = str(exc)
     from embedding.category import CategoryModelMissingError

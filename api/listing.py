@@ -1,9 +1,9 @@
 """The product listing behind ``GET /v1/products`` (the web page's grid): a cached summary of the store.
 
-The store has no "list by category" call, and a payload scroll of the whole catalog costs a few hundred
-ms on the embedded store, so the summaries (id, title, category, shop, image) are kept in memory and read
-again when older than ``TTL`` seconds or after a write through this process. Another process's writes
-(a worker, a second API replica) show up within the TTL.
+The store has no "list by category" call, and scrolling the payloads of the whole catalog for every page
+would make the grid's cost grow with the catalog, so the summaries (id, title, category, shop, image) are
+kept in memory and read again when older than ``TTL`` seconds or after a write through this process.
+Another process's writes (a worker, a second API replica) show up within the TTL.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ class Listing:
     items: list[ProductSummary]
 
 
-class ProductIndex:
+class ListingCache:
+    """The product summaries of the store, in the listing's order, read again when stale or invalidated."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._summaries: list[ProductSummary] | None = None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from api.errors import IMAGE_STATUS, ApiError, ServiceUnavailableError
-from api.listing import Listing, ProductIndex
+from api.listing import Listing, ListingCache
 from api.middleware import timed
 from niteru.categorize import estimate
 from niteru.embedders import Embedders, ItemFailure, ProductInput, embed_products, input_hash, reembed_text
@@ -41,7 +41,7 @@ class Services:
     store: ProductStore | None = None
     category: CategoryModel | None = None
     problems: dict[str, str] = field(default_factory=dict)
-    listing: ProductIndex = field(default_factory=ProductIndex)
+    listing: ListingCache = field(default_factory=ListingCache)
     sync: ModelSync | None = None  # set when the store opened: follows rebuilds (niteru.model_sync)
     tasks: TaskGateway | None = None  # POST /v1/tasks
 

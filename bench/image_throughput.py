@@ -30,9 +30,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from embedding.image import MobileNetEmbedder  # noqa: E402
+from embedding.image import ImageConfig, MobileNetEmbedder  # noqa: E402
 from niteru.catalog import read_catalog, stratified_sample  # noqa: E402
-from niteru.settings import Settings  # noqa: E402
 
 BATCH_SIZES = (1, 8, 32, 64)
 
@@ -62,13 +61,13 @@ def main() -> None:
     rows = stratified_sample(read_catalog(args.catalog), args.images)
     paths = [r.image_path(args.catalog) for r in rows]
     blobs = [p.read_bytes() for p in paths]  # keep disk out of the measurement
-    base = MobileNetEmbedder(Settings()).load()
+    base = MobileNetEmbedder(ImageConfig()).load()
     prepared = np.stack([base.prepare(b) for b in blobs])
     decode_ms = median_time(lambda: [base.prepare(b) for b in blobs], args.runs) / len(blobs) * 1000
 
     table: list[dict[str, Any]] = []
     for bs in BATCH_SIZES:
-        emb = MobileNetEmbedder(Settings(image_batch_size=bs))
+        emb = MobileNetEmbedder(ImageConfig(batch_size=bs))
         emb._forward = base._forward  # same compiled network; only the batching differs
         n = len(blobs) if bs > 1 else min(len(blobs), 64)
         e2e = median_time(lambda emb=emb, n=n: emb.embed_sources(blobs[:n]), args.runs)  # type: ignore[misc]
@@ -84,7 +83,7 @@ def main() -> None:
         )
         print(f"batch {bs:>3}: end-to-end {n / e2e:6.1f} img/s, model {n / model:6.1f} img/s")
 
-    single = MobileNetEmbedder(Settings(image_batch_size=1))
+    single = MobileNetEmbedder(ImageConfig(batch_size=1))
     single._forward = base._forward
     latencies = []
     for blob in blobs[:64]:
@@ -125,13 +124,13 @@ def measure_variants(base: MobileNetEmbedder, prepared: np.ndarray, blobs: list[
     net = keras.applications.MobileNet(include_top=False, weights="imagenet", pooling="avg")
     x = prepared.astype("float32") / 127.5 - 1.0
     out["keras model.predict, batch 32"] = n / median_time(lambda: net.predict(x, batch_size=32, verbose=0), runs)
-    overlapped = MobileNetEmbedder(Settings(image_batch_size=32, image_decode_threads=2))
+    overlapped = MobileNetEmbedder(ImageConfig(batch_size=32, decode_threads=2))
     overlapped._forward = model
     out["end to end, decode overlapped (2 threads)"] = len(blobs) / median_time(
         lambda: overlapped.embed_sources(blobs), runs
     )
 
-    inline = MobileNetEmbedder(Settings(image_batch_size=32, image_decode_threads=0))
+    inline = MobileNetEmbedder(ImageConfig(batch_size=32, decode_threads=0))
     inline._forward = model
     out["end to end, decode inline then model (default)"] = len(blobs) / median_time(
         lambda: inline.embed_sources(blobs), runs

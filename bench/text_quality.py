@@ -36,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from embedding.text import TextEmbedder, train_text_model  # noqa: E402
 from embedding.text.corpora import Labelled, read_20newsgroups, read_livedoor, split  # noqa: E402
 from niteru.catalog import read_catalog  # noqa: E402
+from niteru.model_config import text_config  # noqa: E402
 from niteru.settings import Settings  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -65,9 +66,9 @@ def _svm_scores(x_train: Any, y_train: list[str], x_test: Any, y_test: list[str]
 def quality(name: str, train: Labelled, test: Labelled, settings: Settings) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="niteru-bench-text-") as tmp:
         t = time.perf_counter()
-        path = train_text_model(train.texts, settings, out_dir=Path(tmp))
+        path = train_text_model(train.texts, text_config(settings), out_dir=Path(tmp))
         train_s = time.perf_counter() - t
-        emb = TextEmbedder(settings, model_dir=path).load()
+        emb = TextEmbedder(text_config(settings), model_dir=path).load()
         rows: dict[str, Any] = {}
         for label, method, width in (
             ("averaged word vectors", emb.embed_average, emb.word_dim),
@@ -97,11 +98,11 @@ def speed(settings: Settings, runs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="niteru-bench-text-") as tmp:
         for run in range(runs):
             t, c = time.perf_counter(), time.process_time()
-            path = train_text_model(texts, settings, out_dir=Path(tmp) / str(run))
+            path = train_text_model(texts, text_config(settings), out_dir=Path(tmp) / str(run))
             train_times.append(time.perf_counter() - t)
             train_cpu.append(time.process_time() - c)  # CPU seconds of all threads: barely moved by other load
             print(f"catalog training run {run + 1}: {train_times[-1]:.1f} s, {train_cpu[-1]:.1f} CPU s", flush=True)
-        emb = TextEmbedder(settings, model_dir=path).load()
+        emb = TextEmbedder(text_config(settings), model_dir=path).load()
         sample = titles[:: max(1, len(titles) // 2000)]
         emb.embed(sample[:50])  # warm the tokenizer and caches
         per_text, per_text_cpu = [], []

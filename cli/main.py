@@ -48,11 +48,12 @@ def train_text(
     """Train the text model (fastText + SCDV) on a catalog's titles and descriptions; it becomes current."""
     from embedding.text import train_text_model
     from niteru.catalog import read_catalog
+    from niteru.model_config import text_config
     from niteru.settings import get_settings
 
     settings = get_settings()
     texts = [row.text for row in read_catalog(catalog or settings.catalog_dir)]
-    typer.echo(train_text_model(texts, settings))
+    typer.echo(train_text_model(texts, text_config(settings)))
 
 
 @app.command("train-category")

@@ -1,1 +1,2 @@
-"""Offline experiments: real vector sets and the faiss product-quantisation study (issue 8)."""
+"""Offline experiments behind ``niteru experiments``: real vector sets and the faiss product-quantisation
+study. Their libraries (faiss, NGT, PyYAML, matplotlib) come with the ``experiments`` extra."""

@@ -37,6 +37,11 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message says which key and why."""
 
 
+def default_config() -> Path:
+    """The grid `niteru experiments pq` runs without ``--config``: pq.yaml beside this module."""
+    return Path(__file__).with_name("pq.yaml")
+
+
 @dataclass(frozen=True)
 class IndexConfig:
     """One index to build (``build``) and the search settings to sweep over it (``searches``)."""

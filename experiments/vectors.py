@@ -2,9 +2,9 @@
 
 Two sets, both under ``--out`` (default ``data/vectors/``):
 
-* ``catalog``: every catalog image as it is (13,367 for catalog-dev) -> ``catalog.npy`` + ``catalog.ids.json``.
+* ``catalog``: every catalog image as it is -> ``catalog.npy`` + ``catalog.ids.json``.
 * ``augmented``: every catalog image in the 8 deterministic variants of ``VARIANTS`` (the first is the
-  image itself) -> ``augmented.npy`` + ``augmented.ids.json`` (8 x 13,367 = 106,936 for catalog-dev).
+  image itself) -> ``augmented.npy`` + ``augmented.ids.json`` (8 rows per catalog image).
 
 Each variant is made from the decoded RGB image (EXIF-oriented) *before* the embedder's usual
 pad-to-square and resize to 224, so a crop really removes part of the product:
@@ -122,13 +122,14 @@ def build_vector_set(
     from tqdm import tqdm
 
     from embedding.image import MobileNetEmbedder
+    from niteru.model_config import image_config
 
     if name not in SETS:
         raise ValueError(f"unknown vector set {name!r}; choose from {sorted(SETS)}")
     if len(image_paths) != len(product_ids):
         raise ValueError("image_paths and product_ids differ in length")
     settings = settings or Settings()
-    embedder = MobileNetEmbedder(settings)
+    embedder = MobileNetEmbedder(image_config(settings))
     tag = f"v{FORMAT_VERSION}-{embedder.version}-n{len(image_paths)}"
     shard_root = out_dir / "shards" / tag
     jobs = [(v, s) for v in SETS[name] for s in range(0, len(image_paths), shard_size)]
@@ -146,7 +147,7 @@ def build_vector_set(
             return list(pool.map(lambda i: load_variant(image_paths[i], variant, settings), chunk))
 
         # With decode threads, decoding and augmenting shard i+1 runs while the model embeds shard i;
-        # with 0 (the default: faster on 2 cores, see embedding/image/model.py) everything runs inline.
+        # with 0 (the default, see MobileNetEmbedder.iter_batches) everything runs inline.
         pool = ThreadPoolExecutor(threads) if threads else None
         ahead = ThreadPoolExecutor(1) if threads else None
         try:

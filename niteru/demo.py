@@ -13,11 +13,12 @@ from niteru.settings import get_settings
 
 def image_neighbours_demo(catalog: Path | None, limit: int, queries: int, k: int) -> None:
     from embedding.image import MobileNetEmbedder
+    from niteru.model_config import image_config
 
     settings = get_settings()
     root = catalog or settings.catalog_dir
     rows = stratified_sample(read_catalog(root), limit)
-    embedder = MobileNetEmbedder(settings).load()
+    embedder = MobileNetEmbedder(image_config(settings)).load()
     vectors, kept = [], []
     paths = [r.image_path(root) for r in rows]
     with tqdm(total=len(rows), desc="embedding images", unit="img") as bar:

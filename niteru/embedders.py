@@ -42,16 +42,17 @@ def load_embedders(settings: Settings, train_texts: Sequence[str] | None = None)
     ``TextModelMissingError`` (its message says how to train one)."""
     from embedding.image import MobileNetEmbedder
     from embedding.text import TextEmbedder, TextModelMissingError, train_text_model
+    from niteru.model_config import image_config, text_config
 
     try:
-        text = TextEmbedder(settings).load()
+        text = TextEmbedder(text_config(settings)).load()
     except TextModelMissingError:
         if train_texts is None:
             raise
         log.info("no text model yet: training one on %d catalog texts", len(train_texts))
-        train_text_model(train_texts, settings)
-        text = TextEmbedder(settings).load()
-    return Embedders(MobileNetEmbedder(settings).load(), text)
+        train_text_model(train_texts, text_config(settings))
+        text = TextEmbedder(text_config(settings)).load()
+    return Embedders(MobileNetEmbedder(image_config(settings)).load(), text)
 
 
 @dataclass

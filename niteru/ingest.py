@@ -98,7 +98,7 @@ def _read_row(row: CatalogRow, root: Path, embedders: Embedders) -> ProductInput
         raise ValueError("missing_image", "the image column is empty")
     path = row.image_path(root)
     try:
-        data = read_image_bytes(path, embedders.image.settings.image_max_bytes)
+        data = read_image_bytes(path, embedders.image.config.max_bytes)
         version = path.stat().st_mtime_ns // 1000  # µs: a replaced file is a newer image
     except ImageError as exc:
         raise ValueError(exc.reason, exc.message) from None

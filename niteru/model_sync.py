@@ -85,10 +85,11 @@ class ModelSync:
 
     def _load_text(self, version: str) -> TextEmbedder | None:
         from embedding.text import TextEmbedder, TextError
+        from niteru.model_config import text_config
 
-        folder = self.settings.models_dir / "text" / version
+        config = text_config(self.settings)
         try:
-            return TextEmbedder(self.settings, folder).load()
+            return TextEmbedder(config, config.model_dir / version).load()
         except TextError as exc:
             log.error("text model %s of the live collection cannot load: %s", version, exc)
             return None

@@ -33,6 +33,7 @@ from embedding.category import CategoryModel, save_category_model
 from embedding.text import TextEmbedder, train_text_model
 from embedding.text.artifact import CURRENT, resolve, set_current
 from niteru.categorize import CategoryTrainingError, category_dir, fit_from_store
+from niteru.model_config import text_config
 from niteru.model_sync import record_text_model, recorded_text_models
 from niteru.products import ProductFields, content_hash
 from niteru.settings import Settings
@@ -133,8 +134,8 @@ def rebuild(store: ProductStore, settings: Settings) -> RebuildReport:
         points = [p for batch in store.scroll(batch_size=512, with_vectors=True) for p in batch]
         if len(points) < 2:
             raise RebuildError(f"the live collection holds {len(points)} products: nothing to rebuild from")
-        staged = train_text_model([p.product.text for p in points], settings, make_current=False)
-        text = TextEmbedder(settings, staged).load()
+        staged = train_text_model([p.product.text for p in points], text_config(settings), make_current=False)
+        text = TextEmbedder(text_config(settings), staged).load()
         new = store.create_version({"image": len(points[0].vectors["image"]), "text": text.dim})
         target = store.pinned(new)
         try:

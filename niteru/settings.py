@@ -15,9 +15,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from embedding.image.config import ResizeMode
 from niteru.fusion import Fusion
-
-ResizeMode = Literal["pad", "crop", "stretch"]
 
 # Settings renamed because they were never Qdrant-server-only (they drive the Edge engine too): the old
 # names, as keyword or environment variable, still work for now and warn.

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 VENV=${VENV:-.venv}
-# NITERU_EXTRAS= (empty) installs without the dev tools, as docker/Dockerfile does.
-EXTRAS=${NITERU_EXTRAS-dev}
+# By default the dev tools and the experiments extra (`make test` runs the experiments' tests);
+# NITERU_EXTRAS= (empty) installs the service alone, as docker/Dockerfile does.
+EXTRAS=${NITERU_EXTRAS-dev,experiments}
 
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"

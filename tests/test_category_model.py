@@ -14,7 +14,6 @@ from embedding.category import (
     train_category_model,
 )
 from niteru.catalog import CatalogRow, read_catalog, stratified_sample
-from niteru.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.weights, pytest.mark.catalog]
 
@@ -24,21 +23,14 @@ def vectors(
     catalog_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[list[CatalogRow], np.ndarray, np.ndarray]:
     from embedding.image import MobileNetEmbedder
-    from embedding.text import TextEmbedder, train_text_model
+    from embedding.text import TextConfig, TextEmbedder, train_text_model
 
     rows = stratified_sample([r for r in read_catalog(catalog_dir) if r.category != "sports"], 360)
-    image = MobileNetEmbedder(Settings()).load().embed_sources([r.image_path(catalog_dir) for r in rows])
+    image = MobileNetEmbedder().load().embed_sources([r.image_path(catalog_dir) for r in rows])
     assert not image.errors
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("category"),
-        text_dim=48,
-        text_epochs=40,
-        text_clusters=8,
-        text_reduced_dim=32,
-        text_threads=1,
-    )
-    train_text_model([r.text for r in rows], settings)
-    text = TextEmbedder(settings).load().embed([r.text for r in rows])
+    config = TextConfig(tmp_path_factory.mktemp("category"), dim=48, epochs=40, clusters=8, reduced_dim=32, threads=1)
+    train_text_model([r.text for r in rows], config)
+    text = TextEmbedder(config).load().embed([r.text for r in rows])
     return rows, image.vectors, text
 
 

@@ -1,4 +1,4 @@
-"""compose.yaml and docker/Dockerfile against the code, without a Docker engine (issue 9).
+"""compose.yaml and docker/Dockerfile against the code, without a Docker engine.
 
 No engine runs here, so nothing is built or started. What can be checked is checked: the file parses (and
 Compose itself validates it when a Compose binary is installed; .ci/run installs Debian's); every
@@ -157,7 +157,7 @@ def check_dockerfile(text: str, repo: Path) -> list[str]:
     if not any(re.search(r"(^|\s)scripts/setup\.sh(\s|$)", run) for run in runs):
         problems.append("no RUN of scripts/setup.sh: the image would install differently from the Makefile")
     if not any(re.search(r"NITERU_EXTRAS=(\s|$)", run) for run in runs):
-        problems.append("setup.sh is not told NITERU_EXTRAS= (empty): the dev tools would go into the image")
+        problems.append("setup.sh is not told NITERU_EXTRAS= (empty): dev tools and experiments go into the image")
     users = [args for keyword, args in runtime if keyword == "USER"]
     if not users or users[-1].split(":")[0] in ("root", "0"):
         problems.append("the runtime stage runs as root")

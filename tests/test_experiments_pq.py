@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from experiments.config import ConfigError, expand, load_config
+from experiments.config import ConfigError, default_config, expand, load_config
 from experiments.pq import ground_truth, load_vectors, run_experiment, split_queries
 from niteru.settings import Settings
 from tests.store_fixtures import Ingested
 
-REPO = Path(__file__).resolve().parent.parent
-CONFIG = REPO / "jobs" / "experiments" / "pq.yaml"
+CONFIG = default_config()  # experiments/pq.yaml, what the command runs without --config
 N_IMAGES = 1600
 # Everything off except what a test turns on, so each run stays a few seconds.
 ALL_OFF = [f"{f}.enabled=false" for f in ("flat", "ivfflat", "pq", "ivfpq", "opq_ivfpq", "hnsw", "sq8", "ngt")]

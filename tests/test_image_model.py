@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embedding.image import MobileNetEmbedder
+from embedding.image import ImageConfig, MobileNetEmbedder
 from embedding.image.preprocess import prepare_image
-from niteru.settings import Settings
 
 pytestmark = [pytest.mark.weights, pytest.mark.slow]
 
@@ -20,7 +19,7 @@ EGYPTIAN_CAT, ESPRESSO = 285, 967
 
 @pytest.fixture(scope="module")
 def embedder() -> MobileNetEmbedder:
-    return MobileNetEmbedder(Settings(image_batch_size=8)).load()
+    return MobileNetEmbedder(ImageConfig(batch_size=8)).load()
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +78,8 @@ def test_crops_of_one_photo_are_closer_than_different_photos(
 
 def test_batch_size_does_not_change_vectors(photos: dict[str, Image.Image]) -> None:
     images = [*crops(photos["chelsea"]), photos["coffee"]]
-    one = MobileNetEmbedder(Settings(image_batch_size=1)).load().embed_sources(images).vectors
-    many = MobileNetEmbedder(Settings(image_batch_size=64)).load().embed_sources(images).vectors
+    one = MobileNetEmbedder(ImageConfig(batch_size=1)).load().embed_sources(images).vectors
+    many = MobileNetEmbedder(ImageConfig(batch_size=64)).load().embed_sources(images).vectors
     np.testing.assert_allclose(one, many, atol=1e-4)
 
 
@@ -114,7 +113,7 @@ def test_bad_items_are_reported_and_good_ones_embedded(
 
 
 def test_intermediate_block_gives_pooled_earlier_features(photos: dict[str, Image.Image]) -> None:
-    block11 = MobileNetEmbedder(Settings(image_block=11)).load()
+    block11 = MobileNetEmbedder(ImageConfig(block=11)).load()
     vectors = block11.embed_sources([*crops(photos["chelsea"]), photos["coffee"]]).vectors
     assert vectors.shape == (3, 512)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]

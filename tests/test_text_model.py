@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from embedding.text import (
+    TextConfig,
     TextEmbedder,
     TextInputError,
     TextModelIncompatibleError,
@@ -27,24 +28,22 @@ from embedding.text.artifact import CURRENT
 from embedding.text.corpora import Labelled
 from embedding.text.scdv import Mixture
 from niteru.catalog import read_catalog, stratified_sample
-from niteru.settings import Settings
 
 pytestmark = pytest.mark.slow
 
 
-def small_settings(data_dir: Path, **overrides: object) -> Settings:
+def small_config(model_dir: Path, **overrides: object) -> TextConfig:
     values: dict[str, object] = {
-        "data_dir": data_dir,
-        "text_dim": 32,
-        "text_epochs": 20,
-        "text_clusters": 6,
-        "text_buckets": 20_000,
-        "text_reduced_dim": 24,
-        "text_threads": 1,  # one thread: repeatable
-        "text_seed": 7,
+        "dim": 32,
+        "epochs": 20,
+        "clusters": 6,
+        "buckets": 20_000,
+        "reduced_dim": 24,
+        "threads": 1,  # one thread: repeatable
+        "seed": 7,
         **overrides,
     }
-    return Settings(**values)  # type: ignore[arg-type]
+    return TextConfig(model_dir, **values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +57,13 @@ def corpus(catalog_dir: Path) -> tuple[Labelled, Labelled]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, corpus: tuple[Labelled, Labelled]) -> tuple[Settings, Path]:
-    settings = small_settings(tmp_path_factory.mktemp("text-model"))
-    return settings, train_text_model(corpus[0].texts, settings)
+def trained(tmp_path_factory: pytest.TempPathFactory, corpus: tuple[Labelled, Labelled]) -> tuple[TextConfig, Path]:
+    config = small_config(tmp_path_factory.mktemp("text-model"))
+    return config, train_text_model(corpus[0].texts, config)
 
 
 @pytest.fixture(scope="module")
-def embedder(trained: tuple[Settings, Path]) -> TextEmbedder:
+def embedder(trained: tuple[TextConfig, Path]) -> TextEmbedder:
     return TextEmbedder(trained[0]).load()
 
 
@@ -136,7 +135,7 @@ def test_mixture_posterior_matches_scikit_learn(covariance: str, embedder: TextE
 
 
 def test_saved_and_reloaded_model_gives_identical_vectors(
-    trained: tuple[Settings, Path], embedder: TextEmbedder, corpus: tuple[Labelled, Labelled], tmp_path: Path
+    trained: tuple[TextConfig, Path], embedder: TextEmbedder, corpus: tuple[Labelled, Labelled], tmp_path: Path
 ) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(trained[1], copy)
@@ -154,8 +153,7 @@ def test_retraining_on_one_thread_with_a_seed_gives_the_same_model(
 
     texts = corpus[0].texts[::4]
     first, second = (
-        load_artifact(train_text_model(texts, s))
-        for s in (small_settings(tmp_path / "a"), small_settings(tmp_path / "b"))
+        load_artifact(train_text_model(texts, s)) for s in (small_config(tmp_path / "a"), small_config(tmp_path / "b"))
     )
     assert first.arrays.keys() == second.arrays.keys()
     for name in first.arrays:
@@ -186,14 +184,14 @@ def test_fasttext_initialises_its_whole_input_matrix(tmp_path: Path) -> None:
 def test_current_points_at_the_newest_model_and_nothing_half_written_is_left(
     tmp_path: Path, corpus: tuple[Labelled, Labelled]
 ) -> None:
-    settings = small_settings(tmp_path, text_epochs=1)
+    config = small_config(tmp_path, epochs=1)
     texts = corpus[0].texts[:200]
-    first = train_text_model(texts, settings)
-    second = train_text_model(texts[::-1], settings)
-    out = settings.models_dir / "text"
+    first = train_text_model(texts, config)
+    second = train_text_model(texts[::-1], config)
+    out = config.model_dir
     assert (out / CURRENT).read_text().strip() == second.name != first.name
     assert sorted(p.name for p in out.iterdir()) == sorted([CURRENT, first.name, second.name])
-    assert TextEmbedder(settings).load().version == second.name
+    assert TextEmbedder(config).load().version == second.name
 
 
 def test_unseen_word_gets_a_vector_from_its_character_ngrams(embedder: TextEmbedder) -> None:
@@ -228,7 +226,7 @@ def test_bad_input_never_sinks_the_batch(embedder: TextEmbedder) -> None:
     assert x.shape == (4, embedder.dim) and np.isfinite(x).all()
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(x[1], x[3], atol=1e-6)  # markup, entities, junk and emoji change nothing
-    cut = embedder.settings.text_max_chars
+    cut = embedder.config.max_chars
     np.testing.assert_array_equal(x[0], embedder.embed([huge[:cut]])[0])
     with pytest.raises(TextInputError, match="item 1 is NoneType"):
         embedder.embed(["shirt", None])  # type: ignore[list-item]
@@ -236,10 +234,10 @@ def test_bad_input_never_sinks_the_batch(embedder: TextEmbedder) -> None:
 
 def test_missing_model_says_how_to_train(tmp_path: Path) -> None:
     with pytest.raises(TextModelMissingError, match="niteru train-text"):
-        TextEmbedder(Settings(data_dir=tmp_path)).load()
+        TextEmbedder(TextConfig(tmp_path)).load()
 
 
-def test_incompatible_artifact_is_refused(trained: tuple[Settings, Path], tmp_path: Path) -> None:
+def test_incompatible_artifact_is_refused(trained: tuple[TextConfig, Path], tmp_path: Path) -> None:
     copy = tmp_path / "old"
     shutil.copytree(trained[1], copy)
     meta = json.loads((copy / "meta.json").read_text())
@@ -251,4 +249,4 @@ def test_incompatible_artifact_is_refused(trained: tuple[Settings, Path], tmp_pa
 
 def test_training_on_texts_without_words_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TextTrainingError, match="at least 2 texts with words"):
-        train_text_model(["", "  ", "😀", "<br>"], small_settings(tmp_path))
+        train_text_model(["", "  ", "😀", "<br>"], small_config(tmp_path))

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from embedding.image.config import ImageConfig
 from embedding.image.errors import ImageError
 from embedding.image.preprocess import ImageSource, prepare_image
-from niteru.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,10 @@ class BatchResult:
 class MobileNetEmbedder:
     """ImageNet MobileNet v1 without its classifier. Thread-compatible after ``load()``."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings()
-        self.dim = BLOCK_CHANNELS[self.settings.image_block]
-        self.version = f"mobilenet_v1_1.0_224-imagenet-block{self.settings.image_block}-{self.settings.image_resize}"
+    def __init__(self, config: ImageConfig | None = None) -> None:
+        self.config = config or ImageConfig()
+        self.dim = BLOCK_CHANNELS[self.config.block]
+        self.version = f"mobilenet_v1_1.0_224-imagenet-block{self.config.block}-{self.config.resize}"
         self._forward: Any = None
 
     @property
@@ -79,23 +79,23 @@ class MobileNetEmbedder:
         import keras
         import tensorflow as tf
 
-        s = self.settings
+        c = self.config
         try:
-            tf.config.threading.set_intra_op_parallelism_threads(s.tf_intra_op_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(s.tf_inter_op_threads)
+            tf.config.threading.set_intra_op_parallelism_threads(c.intra_op_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(c.inter_op_threads)
         except RuntimeError:
             # TensorFlow fixes its thread pools when it first runs anything; a second model in the same
             # process (tests, the API loading several models) keeps the first settings.
             log.debug("TensorFlow already initialised; keeping its thread settings")
         base = keras.applications.MobileNet(
-            input_shape=(s.image_size, s.image_size, 3), alpha=1.0, include_top=False, weights="imagenet"
+            input_shape=(c.size, c.size, 3), alpha=1.0, include_top=False, weights="imagenet"
         )
-        features = base.get_layer(f"conv_pw_{s.image_block}_relu").output
+        features = base.get_layer(f"conv_pw_{c.block}_relu").output
         pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
-        model = keras.Model(base.input, pooled, name=f"mobilenet_block{s.image_block}")
+        model = keras.Model(base.input, pooled, name=f"mobilenet_block{c.block}")
 
         @tf.function(  # type: ignore[untyped-decorator]
-            input_signature=[tf.TensorSpec([None, s.image_size, s.image_size, 3], tf.uint8)]
+            input_signature=[tf.TensorSpec([None, c.size, c.size, 3], tf.uint8)]
         )
         def forward(images: Any) -> Any:
             x = tf.cast(images, tf.float32) / 127.5 - 1.0  # keras.applications.mobilenet.preprocess_input
@@ -103,8 +103,8 @@ class MobileNetEmbedder:
             return tf.math.l2_normalize(v, axis=1, epsilon=1e-12)
 
         self._forward = forward
-        self.embed(np.zeros((1, s.image_size, s.image_size, 3), np.uint8))  # trace once, off the hot path
-        log.info("loaded MobileNet v1 block %d (%d-d)", s.image_block, self.dim)
+        self.embed(np.zeros((1, c.size, c.size, 3), np.uint8))  # trace once, off the hot path
+        log.info("loaded MobileNet v1 block %d (%d-d)", c.block, self.dim)
         return self
 
     def embed(self, images: np.ndarray) -> np.ndarray:
@@ -112,27 +112,21 @@ class MobileNetEmbedder:
         if self._forward is None:
             raise RuntimeError("MobileNetEmbedder.load() has not been called")
         images = np.asarray(images)
-        if images.ndim != 4 or images.shape[1:] != (self.settings.image_size, self.settings.image_size, 3):
-            raise ValueError(
-                f"expected (n, {self.settings.image_size}, {self.settings.image_size}, 3), got {images.shape}"
-            )
+        side = self.config.size
+        if images.ndim != 4 or images.shape[1:] != (side, side, 3):
+            raise ValueError(f"expected (n, {side}, {side}, 3), got {images.shape}")
         if len(images) == 0:
             return np.zeros((0, self.dim), np.float32)
         out: list[np.ndarray] = []
-        step = self.settings.image_batch_size
+        step = self.config.batch_size
         for start in range(0, len(images), step):
             out.append(self._forward(images[start : start + step].astype(np.uint8, copy=False)).numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def prepare(self, source: ImageSource) -> np.ndarray:
-        s = self.settings
+        c = self.config
         return prepare_image(
-            source,
-            size=s.image_size,
-            resize=s.image_resize,
-            max_pixels=s.image_max_pixels,
-            max_bytes=s.image_max_bytes,
-            min_side=s.image_min_side,
+            source, size=c.size, resize=c.resize, max_pixels=c.max_pixels, max_bytes=c.max_bytes, min_side=c.min_side
         )
 
     def embed_one(self, source: ImageSource) -> np.ndarray:
@@ -141,19 +135,19 @@ class MobileNetEmbedder:
         return vector
 
     def iter_batches(self, sources: Sequence[ImageSource]) -> Iterator[BatchResult]:
-        """Decode and embed in batches of ``image_batch_size``.
+        """Decode and embed in batches of ``batch_size``.
 
-        With ``image_decode_threads`` > 0, decoding of batch i+1 runs in threads while the model works on
-        batch i. On 2 cores with small catalog images that contends with TensorFlow's own threads and is
+        With ``decode_threads`` > 0, decoding of batch i+1 runs in threads while the model works on
+        batch i. On few cores with small catalog images that contends with TensorFlow's own threads and is
         slower (bench/image_throughput.py), so the default is 0: decode inline, then run the model.
         """
-        step = self.settings.image_batch_size
+        step = self.config.batch_size
         chunks = [sources[i : i + step] for i in range(0, len(sources), step)]
-        if self.settings.image_decode_threads == 0:
+        if self.config.decode_threads == 0:
             for n, chunk in enumerate(chunks):
                 yield self._embed_prepared(n * step, [self._prepare_or_error(s) for s in chunk])
             return
-        with ThreadPoolExecutor(self.settings.image_decode_threads) as pool, ThreadPoolExecutor(1) as ahead:
+        with ThreadPoolExecutor(self.config.decode_threads) as pool, ThreadPoolExecutor(1) as ahead:
             pending = ahead.submit(lambda c: list(pool.map(self._prepare_or_error, c)), chunks[0]) if chunks else None
             for n in range(len(chunks)):
                 assert pending is not None

@@ -3,7 +3,7 @@
 Steps, in order: size checks on the encoded bytes; Pillow decode with a deliberate pixel limit
 (checked on the header, before any pixel is decoded); the first frame of an animated image; EXIF
 orientation; any mode to 8-bit RGB (transparency flattened on white, 16-bit scaled rather than
-clipped); square by padding, cropping or stretching (``image_resize``); resize to 224x224.
+clipped); square by padding, cropping or stretching (``ImageConfig.resize``); resize to 224x224.
 MobileNet's own ``preprocess_input`` (x / 127.5 - 1) is applied inside the model, on the batch.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from embedding.image.config import ResizeMode
 from embedding.image.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -26,7 +27,6 @@ from embedding.image.errors import (
     ImageTooSmallError,
     NotAnImageError,
 )
-from niteru.settings import ResizeMode
 
 ImageSource = bytes | Path | Image.Image
 

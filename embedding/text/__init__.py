@@ -1,10 +1,11 @@
 """Text vectors: fastText skip-gram word vectors trained on the catalog, turned into SCDV document vectors.
 
-``train_text_model(texts, settings)`` writes a versioned artifact; ``TextEmbedder(settings).load()``
+``train_text_model(texts, config)`` writes a versioned artifact; ``TextEmbedder(config).load()``
 reads the current one and ``embed(texts)`` gives (n, dim) float32 unit vectors (zero rows for texts
 without a single word). Heavy libraries (fastText, scikit-learn, MeCab) load inside functions only.
 """
 
+from embedding.text.config import TextConfig
 from embedding.text.errors import (
     TextError,
     TextInputError,
@@ -17,6 +18,7 @@ from embedding.text.tokenize import normalize, tokenize
 from embedding.text.train import train_text_model
 
 __all__ = [
+    "TextConfig",
     "TextEmbedder",
     "TextError",
     "TextInputError",

@@ -1,7 +1,7 @@
 """Readers for the labelled text corpora of the quality benchmark and the tests (read-only, in place).
 
 20 Newsgroups is read straight out of ``20news-bydate.tar.gz`` with ``tarfile`` (nothing extracted,
-nothing downloaded); livedoor news from ``livedoor.tsv``. Both in ``settings.text_data_dir``.
+nothing downloaded); livedoor news from ``livedoor.tsv``. Both in one folder (the service's ``text_data_dir`` setting).
 """
 
 from __future__ import annotations

@@ -42,5 +42,5 @@ class TextTrainingError(TextError, ValueError):
 
 TRAIN_HINT = (
     "train one with `niteru train-text` (reads the catalog's titles and descriptions) or "
-    "`embedding.text.train_text_model(texts, settings)`"
+    "`embedding.text.train_text_model(texts, config)`"
 )

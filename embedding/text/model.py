@@ -1,4 +1,4 @@
-"""The text model at serving time: ``TextEmbedder(settings).load()``, then batch ``embed(texts)``.
+"""The text model at serving time: ``TextEmbedder(config).load()``, then batch ``embed(texts)``.
 
 ``embed`` gives the stored vector: SCDV reduced by PCA to ``dim`` (default 256), L2-normalised.
 ``embed_full`` gives the full sparsified SCDV vector (clusters x word dim, e.g. 60 x 200 = 12,000) and
@@ -24,10 +24,10 @@ import numpy as np
 from tqdm import tqdm
 
 from embedding.text.artifact import TextArtifact, load_artifact
+from embedding.text.config import TextConfig
 from embedding.text.errors import TextInputError
 from embedding.text.scdv import Mixture, document_vector, l2_normalize_rows, sparsify
 from embedding.text.tokenize import tokenize
-from niteru.settings import Settings
 
 log = logging.getLogger(__name__)
 WordTable = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # counts, idf (n,), probs (n, K), vectors (n, D)
@@ -36,9 +36,9 @@ WordTable = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # counts, idf
 class TextEmbedder:
     """fastText + SCDV document vectors. Thread-compatible after ``load()``."""
 
-    def __init__(self, settings: Settings | None = None, model_dir: Path | None = None) -> None:
-        self.settings = settings or Settings()
-        self.model_dir = model_dir or self.settings.models_dir / "text"
+    def __init__(self, config: TextConfig, model_dir: Path | None = None) -> None:
+        self.config = config
+        self.model_dir = model_dir or config.model_dir
         self.dim = 0
         self.version = ""
         self.meta: dict[str, Any] = {}
@@ -55,8 +55,8 @@ class TextEmbedder:
         return self
 
     @classmethod
-    def from_artifact(cls, artifact: TextArtifact, settings: Settings | None = None) -> TextEmbedder:
-        embedder = cls(settings)
+    def from_artifact(cls, artifact: TextArtifact, config: TextConfig) -> TextEmbedder:
+        embedder = cls(config)
         embedder._attach(artifact)
         return embedder
 
@@ -92,7 +92,7 @@ class TextEmbedder:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TextInputError(f"item {i} is {type(text).__name__}, not str")
-        return [tokenize(t, max_chars=self.settings.text_max_chars) for t in texts]
+        return [tokenize(t, max_chars=self.config.max_chars) for t in texts]
 
     def _oov_vectors(self, words: list[str]) -> dict[str, np.ndarray]:
         """Subword vectors of unseen words from n-grams seen in training only; words with none are left out."""

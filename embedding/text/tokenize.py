@@ -12,8 +12,9 @@ stop words are dropped. A lone Latin letter glued to katakana stays in the word 
 So "ナイキのスニーカー Air Max 90" -> ナイキ, スニーカー, air, max, 90.
 
 Why fugashi + unidic-lite rather than SudachiPy: both install from PyPI; fugashi is already in the
-environment, is a thin Cython binding to MeCab (about 10 µs for a title, well inside the 2 ms budget),
-and unidic-lite is a fixed 50 MB dictionary whose UniDic short units match what a shopper types.
+environment, is a thin Cython binding to MeCab (a small share of a query's time budget), and
+unidic-lite is a fixed dictionary (its version is recorded in every text model) whose UniDic short units
+match what a shopper types.
 SudachiPy's strength is its multi-granularity and normalisation of spelling variants, but its core
 dictionary is larger and its tokenizer slower per call; the spelling variants it unifies are partly
 covered here by NFKC and fastText's character n-grams. Latin text does not go through MeCab because

@@ -1,7 +1,7 @@
 """Training the text model: fastText skip-gram -> Gaussian mixture -> idf -> SCDV threshold -> PCA.
 
 Everything is fitted on the given texts only (the catalog's own titles and descriptions in service).
-With ``text_threads=1`` and a fixed ``text_seed`` the result is identical run to run: fastText (built
+With ``threads=1`` and a fixed ``seed`` the result is identical run to run: fastText (built
 with scripts/setup.sh's initialisation patch) is deterministic on one thread, and the mixture and the
 randomized PCA take the seed.
 """
@@ -21,16 +21,16 @@ import numpy as np
 from tqdm import tqdm
 
 from embedding.text.artifact import TextArtifact, base_meta
+from embedding.text.config import TextConfig
 from embedding.text.errors import TextTrainingError
 from embedding.text.model import TextEmbedder
 from embedding.text.scdv import Mixture, smooth_idf, sparsify, sparsity_threshold
 from embedding.text.tokenize import tokenize
-from niteru.settings import Settings
 
 log = logging.getLogger(__name__)
 EOS = "</s>"  # fastText's end-of-line token: in its vocabulary, never in a document
-# Healthy skip-gram vectors have components of order 1. Unpatched fastText 0.9.3 diverged without
-# raising (components of 1e13 were seen): past this bound a run counts as diverged.
+# Healthy skip-gram vectors have components of order 1. Unpatched fastText 0.9.3 can diverge without
+# raising, to components many orders of magnitude larger: past this bound a run counts as diverged.
 MAX_COMPONENT = 50.0
 
 
@@ -40,7 +40,7 @@ def _vocabulary(ft: Any) -> tuple[list[str], np.ndarray]:
     return words, vectors
 
 
-def _train_fasttext(token_lists: list[list[str]], s: Settings, workdir: Path) -> tuple[Any, list[str], np.ndarray]:
+def _train_fasttext(token_lists: list[list[str]], c: TextConfig, workdir: Path) -> tuple[Any, list[str], np.ndarray]:
     """fastText skip-gram; a run that diverges (NaN, or exploding vectors) is retried at half the rate."""
     import fasttext
 
@@ -52,21 +52,21 @@ def _train_fasttext(token_lists: list[list[str]], s: Settings, workdir: Path) ->
     kwargs: dict[str, Any] = {
         "input": str(corpus),
         "model": "skipgram",
-        "dim": s.text_dim,
-        "epoch": s.text_epochs,
-        "lr": s.text_lr,
-        "minCount": s.text_min_count,
-        "minn": s.text_minn,
-        "maxn": s.text_maxn,
-        "ws": s.text_window,
-        "bucket": s.text_buckets,
-        "thread": s.text_threads,
+        "dim": c.dim,
+        "epoch": c.epochs,
+        "lr": c.lr,
+        "minCount": c.min_count,
+        "minn": c.minn,
+        "maxn": c.maxn,
+        "ws": c.window,
+        "bucket": c.buckets,
+        "thread": c.threads,
         "verbose": 0,
     }
     problem = ""
     for _attempt in range(4):
         try:
-            ft = fasttext.train_unsupervised(**kwargs) if s.text_seed == 0 else _train_seeded(kwargs, s.text_seed)
+            ft = fasttext.train_unsupervised(**kwargs) if c.seed == 0 else _train_seeded(kwargs, c.seed)
         except RuntimeError as exc:  # "Encountered NaN."
             if "NaN" not in str(exc):
                 raise TextTrainingError(f"fastText training failed: {exc}") from exc
@@ -98,42 +98,42 @@ def _train_seeded(kwargs: dict[str, Any], seed: int) -> Any:
     return model
 
 
-def _fit_mixture(vectors: np.ndarray, s: Settings) -> Mixture:
+def _fit_mixture(vectors: np.ndarray, c: TextConfig) -> Mixture:
     from sklearn.mixture import GaussianMixture
 
     gmm = GaussianMixture(
-        n_components=min(s.text_clusters, len(vectors)),
-        covariance_type=s.text_gmm_covariance,
-        max_iter=s.text_gmm_max_iter,
-        random_state=s.text_seed,
+        n_components=min(c.clusters, len(vectors)),
+        covariance_type=c.gmm_covariance,
+        max_iter=c.gmm_max_iter,
+        random_state=c.seed,
     )
     gmm.fit(vectors.astype(np.float64))
     if not gmm.converged_:
-        log.warning("the GMM did not converge in %d iterations", s.text_gmm_max_iter)
+        log.warning("the GMM did not converge in %d iterations", c.gmm_max_iter)
     return Mixture.from_sklearn(gmm)
 
 
-def _fit_pca(docs: np.ndarray, s: Settings) -> tuple[np.ndarray, np.ndarray]:
+def _fit_pca(docs: np.ndarray, c: TextConfig) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.decomposition import PCA
 
-    n_components = min(s.text_reduced_dim, docs.shape[0] - 1, docs.shape[1])
-    pca = PCA(n_components=n_components, svd_solver="randomized", random_state=s.text_seed)
+    n_components = min(c.reduced_dim, docs.shape[0] - 1, docs.shape[1])
+    pca = PCA(n_components=n_components, svd_solver="randomized", random_state=c.seed)
     pca.fit(docs)
     return pca.mean_.astype(np.float32), np.ascontiguousarray(pca.components_.T, np.float32)
 
 
 def train_text_model(
-    texts: Sequence[str], settings: Settings, out_dir: Path | None = None, make_current: bool = True
+    texts: Sequence[str], config: TextConfig, out_dir: Path | None = None, make_current: bool = True
 ) -> Path:
     """Train on ``texts`` and write a versioned artifact atomically; it becomes ``CURRENT`` in ``out_dir``.
 
-    Returns the model's folder (``out_dir/<version>``); ``out_dir`` defaults to ``models_dir/text``.
+    Returns the model's folder (``out_dir/<version>``); ``out_dir`` defaults to ``config.model_dir``.
     """
-    s = settings
-    out_dir = out_dir or s.models_dir / "text"
+    c = config
+    out_dir = out_dir or c.model_dir
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    token_lists = [tokenize(t, max_chars=s.text_max_chars) for t in tqdm(texts, desc="tokenize", unit="doc")]
+    token_lists = [tokenize(t, max_chars=c.max_chars) for t in tqdm(texts, desc="tokenize", unit="doc")]
     n_docs = sum(1 for t in token_lists if t)
     if n_docs < 2:
         raise TextTrainingError(f"need at least 2 texts with words to train, got {n_docs} of {len(texts)}")
@@ -141,10 +141,10 @@ def train_text_model(
 
     with tempfile.TemporaryDirectory(prefix="niteru-text-") as tmp:
         t = time.perf_counter()
-        ft, words, vectors = _train_fasttext(token_lists, s, Path(tmp))
+        ft, words, vectors = _train_fasttext(token_lists, c, Path(tmp))
         timings["fasttext_s"] = time.perf_counter() - t
         if len(words) < 2:
-            raise TextTrainingError(f"only {len(words)} words occur {s.text_min_count}+ times; lower text_min_count")
+            raise TextTrainingError(f"only {len(words)} words occur {c.min_count}+ times; lower min_count")
         fasttext_lr = float(ft.lr)
         # The character n-grams training saw (those of vocabulary words). Kept as strings, not hash rows:
         # an unseen n-gram can share a hash bucket with a seen one, and its row would then lie.
@@ -154,7 +154,7 @@ def train_text_model(
         del ft
 
         t = time.perf_counter()
-        mixture = _fit_mixture(vectors, s)
+        mixture = _fit_mixture(vectors, c)
         probs = mixture.predict_proba(vectors)
         timings["gmm_s"] = time.perf_counter() - t
 
@@ -184,17 +184,17 @@ def train_text_model(
             "threshold": 0.0,
             "fasttext_lr": fasttext_lr,  # the rate that trained without diverging
         }
-        draft = TextEmbedder.from_artifact(TextArtifact(meta, arrays, ft_path), s)
+        draft = TextEmbedder.from_artifact(TextArtifact(meta, arrays, ft_path), c)
 
-        # Threshold and PCA from (at most text_reduction_sample) training documents, evenly spread.
+        # Threshold and PCA from (at most reduction_sample) training documents, evenly spread.
         t = time.perf_counter()
         with_words = [tokens for tokens in token_lists if tokens]
-        step = max(1, len(with_words) // s.text_reduction_sample)
-        docs = draft.dense_unsparsified(with_words[::step][: s.text_reduction_sample], progress=True)
-        threshold = sparsity_threshold(docs, s.text_sparsity_percent)
+        step = max(1, len(with_words) // c.reduction_sample)
+        docs = draft.dense_unsparsified(with_words[::step][: c.reduction_sample], progress=True)
+        threshold = sparsity_threshold(docs, c.sparsity_percent)
         for row in docs:
             sparsify(row, threshold)
-        arrays["pca_mean"], arrays["pca_components_t"] = _fit_pca(docs, s)
+        arrays["pca_mean"], arrays["pca_components_t"] = _fit_pca(docs, c)
         timings["scdv_pca_s"] = time.perf_counter() - t
         timings["total_s"] = time.perf_counter() - t0
 
@@ -207,10 +207,8 @@ def train_text_model(
             created=created.isoformat(timespec="seconds"),
             threshold=threshold,
             dim=int(arrays["pca_components_t"].shape[1]),
-            full_dim=len(mixture.weights) * s.text_dim,
-            params={
-                k: v for k, v in s.model_dump(mode="json").items() if k.startswith("text_") and k != "text_data_dir"
-            },
+            full_dim=len(mixture.weights) * c.dim,
+            params=c.params(),
             counts={"texts": len(texts), "docs_with_words": n_docs, "vocabulary": len(words)},
             timings={k: round(v, 3) for k, v in timings.items()},
         )
