@@ -11,9 +11,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from niteru.fusion import RULES, Fusion, Share
 from niteru.routing import Mode, Route, route
 from niteru.settings import Settings
-from niteru.store.base import Fusion, Hit, ProductStore, SearchFilter, StoreSchemaError
+from niteru.store import Hit, ProductStore, SearchFilter, StoreSchemaError
 
 # (image vector, text vector) -> [(category, probability), ...] best first; None when no classifier.
 Estimator = Callable[[np.ndarray | None, np.ndarray | None], list[tuple[str, float]]]
@@ -152,37 +153,24 @@ def explain(
     cosines = [{n: float(np.dot(h.vectors[n], vectors[n])) for n in names if n in h.vectors} for h in hits]
     single = len(names) == 1
     ranks: dict[str, dict[str, int]] = {}
-    lists: dict[str, list[Hit]] = {}
+    scores: dict[str, list[float]] = {}
     if not single:
         lists = store.candidate_lists(vectors, k, search_filter)
         ranks = {n: {h.product.product_id: i for i, h in enumerate(hs)} for n, hs in lists.items()}
+        scores = {n: [h.score for h in hs] for n, hs in lists.items()}
     total = sum(max(0.0, float(weights.get(n, 0.0))) for n in names)
+    rule = RULES[fusion]
     out = []
     for hit, cos in zip(hits, cosines, strict=True):
         pid = hit.product.product_id
         where = {n: ranks.get(n, {}).get(pid) for n in names}
         contributions: dict[str, float] = {}
         for n in names:
-            w = max(0.0, float(weights.get(n, 0.0)))
-            rank = where[n]
-            if single:
+            if single:  # one list: the score is the cosine, whatever the fusion
                 contributions[n] = cos[n]
-            elif fusion is Fusion.wsum:
-                contributions[n] = w / total * cos[n]
-            elif fusion in (Fusion.wrrf, Fusion.rrf):
-                w = w if fusion is Fusion.wrrf else (1.0 if w > 0 else 0.0)
-                # Qdrant's weighted RRF: 1 / ((rank + 1) / w + k - 1), rank counted from 0.
-                contributions[n] = 0.0 if rank is None or w <= 0 else 1.0 / ((rank + 1) / w + settings.rrf_k - 1)
-            else:
-                contributions[n] = 0.0 if rank is None else _dbsf_normalised(lists[n], rank)
+                continue
+            w = max(0.0, float(weights.get(n, 0.0)))
+            share = Share(w, total, cos[n], where[n], scores[n])
+            contributions[n] = rule.contribution(share, settings.rrf_k)
         out.append(Explanation(cos, contributions, {n: None if r is None else r + 1 for n, r in where.items()}))
     return out
-
-
-def _dbsf_normalised(hits: list[Hit], rank: int) -> float:
-    """Qdrant's DBSF scaling of the score at ``rank``: (s - (mean - 3 sd)) / (6 sd), sample sd."""
-    scores = np.array([h.score for h in hits], np.float64)
-    if len(scores) < 2 or scores.std(ddof=1) == 0:
-        return 0.5
-    mean, sd = scores.mean(), scores.std(ddof=1)
-    return float((scores[rank] - (mean - 3 * sd)) / (6 * sd))
