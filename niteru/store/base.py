@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -22,85 +22,33 @@ import numpy as np
 from niteru.fusion import Fusion as Fusion
 from niteru.products import point_id
 from niteru.settings import Settings
-from niteru.store.plan import Conditions, QueryPlan, check_query, plan_candidates, plan_search, version_at_most
+from niteru.store.plan import check_query, plan_candidates, plan_search, version_at_most
+from niteru.store.primitives import EnginePrimitives
 from niteru.store.records import VECTOR_NAMES as VECTOR_NAMES
 from niteru.store.records import Hit as Hit
 from niteru.store.records import ProductPoint as ProductPoint
-from niteru.store.records import Row, to_hits, to_points, to_row
 from niteru.store.records import SearchFilter as SearchFilter
 from niteru.store.records import StoreError as StoreError
 from niteru.store.records import StoreSchemaError as StoreSchemaError
 from niteru.store.records import StoreUnavailableError as StoreUnavailableError
 from niteru.store.records import UnknownCollectionError as UnknownCollectionError
 from niteru.store.records import UpsertOutcome as UpsertOutcome
+from niteru.store.records import to_hits, to_points, to_row
 from niteru.store.upsert import conditional_upsert, newest_per_product
 
 log = logging.getLogger(__name__)
 
 
-class ProductStore(ABC):
+class ProductStore(EnginePrimitives):
     """One collection of products with named vectors, reached by product id through an alias.
 
     ``lock`` serialises this process's writes, alias switches and (where an engine needs it) all calls.
     """
 
-    lock: contextlib.AbstractContextManager[Any]
-    # What to do when the stored vector sizes no longer fit the models ({path}: the store's folder).
-    rebuild_hint = "delete the collection, then `niteru ingest`"
-    # The engine filters by id point by point while it scans unfiltered at full speed (see ``plan_search``).
-    slow_id_filter = False
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.alias = settings.store_alias
         self._pinned: str | None = None  # a view of one versioned collection (``pinned``)
-
-    # --- the primitives each engine implements -------------------------------------------------------
-    @abstractmethod
-    def _alias_target(self, refresh: bool) -> str | None:
-        """The collection the alias points at (None: no alias yet); ``refresh`` reads it anew."""
-
-    @abstractmethod
-    def _collections(self) -> list[str]: ...
-
-    @abstractmethod
-    def _create_collection(self, name: str, dims: Mapping[str, int]) -> None:
-        """A new empty collection with cosine vectors of ``dims`` and the ``PAYLOAD_INDEXES``."""
-
-    @abstractmethod
-    def _point_alias(self, version: str) -> None:
-        """Move (or create) the alias in one atomic operation."""
-
-    @abstractmethod
-    def _drop_collection(self, version: str) -> None: ...
-
-    @abstractmethod
-    def _dims(self, version: str) -> dict[str, int]: ...
-
-    @abstractmethod
-    def _retrieve(self, version: str, ids: list[str], payload: bool | list[str], vectors: bool) -> Sequence[Any]:
-        """Records (``payload``, ``vector``) of the point ids that exist."""
-
-    @abstractmethod
-    def _query_batch(self, version: str, plans: Sequence[QueryPlan]) -> list[Sequence[Any]]:
-        """Scored points (``payload``, ``vector``, ``score``) of each plan, best first."""
-
-    @abstractmethod
-    def _scroll_page(self, version: str, offset: Any, limit: int, vectors: bool) -> tuple[Sequence[Any], Any]:
-        """A page of records and the next page's offset (None after the last)."""
-
-    @abstractmethod
-    def _count(self, version: str) -> int: ...
-
-    @abstractmethod
-    def _write(self, version: str, rows: Sequence[Row], condition: Conditions) -> None:
-        """Upsert; an existing point is replaced only where it meets ``condition``, a new one is inserted."""
-
-    @abstractmethod
-    def _delete(self, version: str, point: str) -> None: ...
-
-    def _wrote(self, version: str, n: int) -> None:  # noqa: B027 (optional: most engines count nothing)
-        """Told after each upsert (an engine that indexes after so many writes counts them)."""
 
     # --- collection and alias ------------------------------------------------------------------------
     @property
