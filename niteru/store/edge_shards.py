@@ -7,6 +7,7 @@ fall between the two); a child process loads the copy and runs Edge's ``optimize
 so in this process it would stall every query for the whole build); writes meanwhile go to the live
 shard and to a journal; then, under the lock, the copy is opened, the journal replayed on it, and it
 replaces the live shard (state file first, then the in-memory reference). Readers never wait.
+``phase``/``wait_phase`` tell where a build is (copying, indexing, or serving) without polling.
 """
 
 from __future__ import annotations
