@@ -1,7 +1,7 @@
 """The store: what the API, the ingest and the jobs call, written once over a few engine primitives.
 
 Two engines sit behind it: Qdrant Edge in-process (``edge.py``) and qdrant-client (``qdrant.py``); each
-implements only the primitives below (retrieve, query a batch of plans, scroll a page, count, write
+implements only the primitives of ``primitives.py`` (retrieve, query a batch of plans, scroll a page, count, write
 under a condition, delete, create/alias/drop a collection, vector sizes). Searches are planned once
 (``plan.py``) and the engines translate the plan; ``tests/test_store.py`` runs every test on both.
 Vectors are named: ``image`` and ``text`` (``VECTOR_NAMES``).
@@ -24,6 +24,8 @@ from niteru.products import point_id
 from niteru.settings import Settings
 from niteru.store.plan import check_query, plan_candidates, plan_search, version_at_most
 from niteru.store.primitives import EnginePrimitives
+
+# The value types are re-exported here: callers import them from ``niteru.store`` or from this module.
 from niteru.store.records import VECTOR_NAMES as VECTOR_NAMES
 from niteru.store.records import Hit as Hit
 from niteru.store.records import ProductPoint as ProductPoint
@@ -124,7 +126,7 @@ class ProductStore(EnginePrimitives):
         latest = newest_per_product(points)
         if not latest:
             return UpsertOutcome()
-        with self.lock:  # the alias cannot move while this holds
+        with self.lock:  # this process cannot move the alias meanwhile
             version = self.collection
             for p in latest.values():
                 check_query(p.vectors, self._dims(version))
