@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from niteru.settings import Settings
-from niteru.store.base import StoreError, StoreUnavailableError, UnknownCollectionError
 from niteru.store.edge_layout import OwnerLock, next_dir, read_state, write_state
+from niteru.store.records import StoreError, StoreUnavailableError, UnknownCollectionError
 
 log = logging.getLogger(__name__)
 # A replaced shard stays open this long, so a read that picked it up just before the swap completes.
