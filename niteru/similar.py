@@ -11,9 +11,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from niteru.fusion import RULES, Fusion, Share
 from niteru.routing import Mode, Route, route
 from niteru.settings import Settings
-from niteru.store.base import Fusion, Hit, ProductStore, SearchFilter, StoreSchemaError
+from niteru.store import Hit, ProductStore, SearchFilter, StoreSchemaError
 
 # (image vector, text vector) -> [(category, probability), ...] best first; None when no classifier.
 Estimator = Callable[[np.ndarray | None, np.ndarray | None], list[tuple[str, float]]]
@@ -100,31 +101,37 @@ def _similar(
         exclude_product_ids=(product_id, *f.exclude_product_ids),
     )
     vectors = {n: v for n, v in point.vectors.items() if taken.weights.get(n, 0.0) > 0}
-    fusion = options.fusion or settings.fusion
-    hits, asked = _search_capped(store, vectors, taken.weights, search_filter, fusion, options)
-    result = SimilarResult(product_id, taken, fusion, hits)
+    query = _Query(vectors, taken.weights, search_filter, options.fusion or settings.fusion)
+    hits, asked = _search_capped(store, query, options)
+    result = SimilarResult(product_id, taken, query.fusion, hits)
     if options.explain:
-        result.explanations = explain(store, vectors, taken.weights, search_filter, fusion, asked, hits, settings)
+        result.explanations = explain(store, query, asked, hits, settings.rrf_k)
     return result
 
 
-def _search_capped(
-    store: ProductStore,
-    vectors: Mapping[str, np.ndarray],
-    weights: Mapping[str, float],
-    search_filter: SearchFilter,
-    fusion: Fusion,
-    options: SimilarOptions,
-) -> tuple[list[Hit], int]:
+@dataclass(frozen=True)
+class _Query:
+    """The store search a similar-products request makes (the same for its explanation)."""
+
+    vectors: Mapping[str, np.ndarray]
+    weights: Mapping[str, float]
+    search_filter: SearchFilter
+    fusion: Fusion
+
+    def search(self, store: ProductStore, k: int, with_vectors: bool) -> list[Hit]:
+        return store.search(self.vectors, self.weights, k, self.search_filter, self.fusion, with_vectors=with_vectors)
+
+
+def _search_capped(store: ProductStore, query: _Query, options: SimilarOptions) -> tuple[list[Hit], int]:
     """Search, keeping at most ``max_per_shop`` products of each shop: over-fetch, cap, and fetch more
     while the cap leaves fewer than k and the store has more to give. Returns the hits and the k asked."""
     k, cap = options.k, options.max_per_shop
     with_vectors = options.explain
     if cap is None:
-        return store.search(vectors, weights, k, search_filter, fusion, with_vectors=with_vectors), k
+        return query.search(store, k, with_vectors), k
     asked = min(SHOP_CAP_MAX_FETCH, k * SHOP_CAP_OVERFETCH)
     while True:
-        found = store.search(vectors, weights, asked, search_filter, fusion, with_vectors=with_vectors)
+        found = query.search(store, asked, with_vectors)
         per_shop: dict[str, int] = {}
         kept: list[Hit] = []
         for hit in found:
@@ -137,52 +144,32 @@ def _search_capped(
         asked = min(SHOP_CAP_MAX_FETCH, asked * 2)
 
 
-def explain(
-    store: ProductStore,
-    vectors: Mapping[str, np.ndarray],
-    weights: Mapping[str, float],
-    search_filter: SearchFilter,
-    fusion: Fusion,
-    k: int,
-    hits: list[Hit],
-    settings: Settings,
-) -> list[Explanation]:
-    """The score breakdown of each hit (which must carry its vectors: search ``with_vectors``)."""
+def explain(store: ProductStore, query: _Query, k: int, hits: list[Hit], rrf_k: int) -> list[Explanation]:
+    """The score breakdown of each hit (which must carry its vectors: search ``with_vectors``) under the
+    fusion's rule (``niteru.fusion.RULES``), ranked against the candidate lists of a search for ``k``."""
+    vectors, weights = query.vectors, query.weights
     names = list(vectors)
     cosines = [{n: float(np.dot(h.vectors[n], vectors[n])) for n in names if n in h.vectors} for h in hits]
     single = len(names) == 1
     ranks: dict[str, dict[str, int]] = {}
-    lists: dict[str, list[Hit]] = {}
+    scores: dict[str, list[float]] = {}
     if not single:
-        lists = store.candidate_lists(vectors, k, search_filter)
+        lists = store.candidate_lists(vectors, k, query.search_filter)
         ranks = {n: {h.product.product_id: i for i, h in enumerate(hs)} for n, hs in lists.items()}
+        scores = {n: [h.score for h in hs] for n, hs in lists.items()}
     total = sum(max(0.0, float(weights.get(n, 0.0))) for n in names)
+    rule = RULES[query.fusion]
     out = []
     for hit, cos in zip(hits, cosines, strict=True):
         pid = hit.product.product_id
         where = {n: ranks.get(n, {}).get(pid) for n in names}
         contributions: dict[str, float] = {}
         for n in names:
-            w = max(0.0, float(weights.get(n, 0.0)))
-            rank = where[n]
-            if single:
+            if single:  # one list: the score is the cosine, whatever the fusion
                 contributions[n] = cos[n]
-            elif fusion is Fusion.wsum:
-                contributions[n] = w / total * cos[n]
-            elif fusion in (Fusion.wrrf, Fusion.rrf):
-                w = w if fusion is Fusion.wrrf else (1.0 if w > 0 else 0.0)
-                # Qdrant's weighted RRF: 1 / ((rank + 1) / w + k - 1), rank counted from 0.
-                contributions[n] = 0.0 if rank is None or w <= 0 else 1.0 / ((rank + 1) / w + settings.rrf_k - 1)
-            else:
-                contributions[n] = 0.0 if rank is None else _dbsf_normalised(lists[n], rank)
+                continue
+            w = max(0.0, float(weights.get(n, 0.0)))
+            share = Share(w, total, cos[n], where[n], scores[n])
+            contributions[n] = rule.contribution(share, rrf_k)
         out.append(Explanation(cos, contributions, {n: None if r is None else r + 1 for n, r in where.items()}))
     return out
-
-
-def _dbsf_normalised(hits: list[Hit], rank: int) -> float:
-    """Qdrant's DBSF scaling of the score at ``rank``: (s - (mean - 3 sd)) / (6 sd), sample sd."""
-    scores = np.array([h.score for h in hits], np.float64)
-    if len(scores) < 2 or scores.std(ddof=1) == 0:
-        return 0.5
-    mean, sd = scores.mean(), scores.std(ddof=1)
-    return float((scores[rank] - (mean - 3 * sd)) / (6 * sd))

@@ -27,7 +27,9 @@ from niteru.store import (
     open_store,
 )
 from niteru.store.edge import EdgeProductStore
+from niteru.store.plan import version_at_most
 from niteru.store.qdrant import QdrantProductStore
+from niteru.store.records import to_row
 
 ENGINES = ("edge", "qdrant")
 DIMS = {"image": 16, "text": 8}
@@ -136,8 +138,7 @@ def test_an_older_image_never_overwrites_a_newer_one(filled: tuple[ProductStore,
     stored = store.get("p-0")
     assert stored is not None and stored.product.title == "newer" and stored.product.image_version == 500
     # The store's own condition holds even when the caller's pre-check is bypassed.
-    assert isinstance(store, QdrantProductStore | EdgeProductStore)
-    store._write([make_point(0, 300, rng, "sneaky")], 300)
+    store._write(store.collection, [to_row(make_point(0, 300, rng, "sneaky"))], version_at_most(300))
     stored = store.get("p-0")
     assert stored is not None and stored.product.title == "newer"
 

@@ -4,10 +4,10 @@ request path (in a child process, on a copy) while the live shard keeps answerin
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,39 @@ except StoreUnavailableError as exc:
 """
 
 
+# Written out rather than imported from tests.test_store, which imports both engines.
+EDGE_ALONE = """
+import sys
+import numpy as np
+from niteru.products import Product, utc_now
+from niteru.settings import Settings
+from niteru.store import Fusion, ProductPoint, SearchFilter, open_store
+
+rng = np.random.default_rng(2)
+
+
+def point(i):
+    vectors = {n: rng.normal(size=d).astype(np.float32) for n, d in (("image", 16), ("text", 8))}
+    product = Product(
+        product_id=f"p-{i}", shop_id="s", title=f"product {i}", category=("food", "fashion")[i % 2], image="x.jpg",
+        image_sha256="0" * 64, image_version=1, image_model_version="i", text_model_version="t",
+        content_hash=str(i), updated_at=utc_now(),
+    )
+    return ProductPoint(product, {n: v / np.linalg.norm(v) for n, v in vectors.items()})
+
+
+points = [point(i) for i in range(40)]
+with open_store(Settings(data_dir=sys.argv[1], store_engine="edge")) as store:
+    store.ensure_collection({"image": 16, "text": 8})
+    assert len(store.upsert(points).written) == 40
+    for fusion in Fusion:
+        hits = store.search(points[3].vectors, {"image": 0.6, "text": 0.4}, 5, SearchFilter(category="food"), fusion)
+        assert hits and all(h.product.category == "food" for h in hits)
+assert "qdrant_client" not in sys.modules, sorted(m for m in sys.modules if m.startswith("qdrant_client"))[:5]
+print("ok")
+"""
+
+
 def edge(tmp_path: Path, **changes: object) -> EdgeProductStore:
     store = open_store(Settings(data_dir=tmp_path, store_engine="edge", **changes))  # type: ignore[arg-type]
     assert isinstance(store, EdgeProductStore)
@@ -49,6 +82,14 @@ def test_a_second_process_is_refused_with_a_clear_message(tmp_path: Path) -> Non
             open_store(store.settings)  # a second store in the same process is refused as well
     again = subprocess.run([sys.executable, "-c", OPEN_ELSEWHERE, str(tmp_path)], capture_output=True, timeout=120)
     assert again.returncode == 0  # closed: the next owner may open it
+
+
+def test_the_edge_engine_runs_without_importing_qdrant_client(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", EDGE_ALONE, str(tmp_path)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_the_alias_lives_in_an_atomically_replaced_state_file(tmp_path: Path) -> None:
@@ -74,23 +115,23 @@ def test_the_index_builds_off_the_request_path_and_loses_no_write(tmp_path: Path
             store.upsert(points[i : i + 500])
         before = store.info()
         assert before["indexed_vectors"] == 0 and before["points"] == 1500
-        assert store.build_index(wait=False) is True
-        served, wrote = 0, 0
-        while store.shards.building(store.collection):
-            assert store.search(points[served % 1500].vectors, {"image": 1.0}, 5)  # answered meanwhile
-            served += 1
-            if wrote < 20:  # writes during the build go to the live shard and its journal
-                store.upsert([make_point(2000 + wrote, 1, rng)])
-                wrote += 1
-            if wrote == 20 and store.delete("p-7"):
-                wrote += 1
-            time.sleep(0.005)
+        version = store.collection
+        # Holding the store's lock from the moment the build has copied the shard: the child process
+        # indexes the copy, and the swap waits until this block is done with its reads and writes.
+        with store.exclusive():
+            assert store.build_index(wait=False) is True
+            assert store.shards.wait_phase(version, "indexing", timeout=60)
+            for i in range(10):  # served by the live, unindexed shard
+                assert store.search(points[i].vectors, {"image": 1.0}, 5)[0].product.product_id == f"p-{i}"
+            written = store.upsert([make_point(2000 + i, 1, rng) for i in range(20)]).written
+            assert len(written) == 20 and store.delete("p-7")
+            assert store.shards.phase(version) == "indexing" and store.info()["indexed_vectors"] == 0
+        assert store.shards.wait_phase(version, None, timeout=120)
         after = store.info()
-        assert served > 5, "the build ended before the test could query during it"
-        assert after["indexed_vectors"] > 0 and after["collection"] == before["collection"]
-        assert store.count() == 1500 + 20 - (1 if wrote > 20 else 0)
-        assert store.get("p-2019") is not None
-        assert (store.get("p-7") is None) is (wrote > 20)
+        assert after["indexed_vectors"] > 0 and after["collection"] == version
+        # The writes made during the build were replayed on the indexed copy.
+        assert store.count() == 1500 + 20 - 1
+        assert store.get("p-2019") is not None and store.get("p-7") is None
         count = store.count()
     with pytest.raises(StoreUnavailableError, match="closed"):
         store.count()

@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
+from niteru.fusion import Fusion
 from niteru.settings import Settings
-from niteru.store.base import (
+from niteru.store.base import ProductStore
+from niteru.store.records import (
     VECTOR_NAMES,
-    Fusion,
     Hit,
     ProductPoint,
-    ProductStore,
     SearchFilter,
     StoreError,
     StoreSchemaError,

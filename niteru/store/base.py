@@ -1,157 +1,172 @@
-"""The store interface: what the API, the ingest and the jobs call.
+"""The store: what the API, the ingest and the jobs call, written once over a few engine primitives.
 
-Only niteru types and numpy arrays cross it, so two engines sit behind the same calls: Qdrant Edge
-in-process (``edge.py``) and qdrant-client (``qdrant.py``); ``tests/test_store.py`` runs on both.
+Two engines sit behind it: Qdrant Edge in-process (``edge.py``) and qdrant-client (``qdrant.py``); each
+implements only the primitives of ``primitives.py`` (retrieve, query a batch of plans, scroll a page, count, write
+under a condition, delete, create/alias/drop a collection, vector sizes). Searches are planned once
+(``plan.py``) and the engines translate the plan; ``tests/test_store.py`` runs every test on both.
 Vectors are named: ``image`` and ``text`` (``VECTOR_NAMES``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+import copy
+import logging
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Self
 
 import numpy as np
 
 from niteru.fusion import Fusion as Fusion
-from niteru.products import Product
+from niteru.products import point_id
+from niteru.settings import Settings
+from niteru.store.plan import check_query, plan_candidates, plan_search, version_at_most
+from niteru.store.primitives import EnginePrimitives
 
-VECTOR_NAMES = ("image", "text")
+# The value types are re-exported here: callers import them from ``niteru.store`` or from this module.
+from niteru.store.records import VECTOR_NAMES as VECTOR_NAMES
+from niteru.store.records import Hit as Hit
+from niteru.store.records import ProductPoint as ProductPoint
+from niteru.store.records import SearchFilter as SearchFilter
+from niteru.store.records import StoreError as StoreError
+from niteru.store.records import StoreSchemaError as StoreSchemaError
+from niteru.store.records import StoreUnavailableError as StoreUnavailableError
+from niteru.store.records import UnknownCollectionError as UnknownCollectionError
+from niteru.store.records import UpsertOutcome as UpsertOutcome
+from niteru.store.records import to_hits, to_points, to_row
+from niteru.store.upsert import conditional_upsert, newest_per_product
 
-
-class StoreError(RuntimeError):
-    """Base of store errors."""
-
-
-class StoreUnavailableError(StoreError):
-    """The store cannot be reached (server down, embedded folder locked by another process)."""
-
-
-class StoreSchemaError(StoreError):
-    """The stored collection does not fit the models (a vector size changed): rebuild it."""
-
-
-class UnknownCollectionError(StoreError, LookupError):
-    """No versioned collection of that name (switch, pinned)."""
-
-
-def check_query(vectors: Mapping[str, np.ndarray], dims: Mapping[str, int], k: int | None = None) -> None:
-    """The same error from every engine for the same bad call (each engine words its own differently)."""
-    if k is not None and k < 1:
-        raise ValueError(f"k must be at least 1, not {k}")
-    for name, vector in vectors.items():
-        if name not in dims:
-            raise StoreSchemaError(f"the collection has no vector {name!r} (it has {sorted(dims)})")
-        if np.shape(vector) != (dims[name],):
-            shape = np.shape(vector)
-            raise StoreSchemaError(f"vector {name!r} has shape {shape}; the collection stores {dims[name]}-d")
+log = logging.getLogger(__name__)
 
 
-@dataclass
-class ProductPoint:
-    """A product with its vectors, one per name in ``VECTOR_NAMES`` (float32, L2-normalised)."""
+class ProductStore(EnginePrimitives):
+    """One collection of products with named vectors, reached by product id through an alias.
 
-    product: Product
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SearchFilter:
-    """Restrictions on the results: equal-to filters and exclusions."""
-
-    category: str | None = None
-    subcategory: str | None = None
-    shop_id: str | None = None
-    exclude_shop_id: str | None = None
-    exclude_product_ids: tuple[str, ...] = ()
-    price_min: float | None = None
-    price_max: float | None = None
-
-    @property
-    def only_excludes_ids(self) -> bool:
-        return self == SearchFilter(exclude_product_ids=self.exclude_product_ids)
-
-
-@dataclass(frozen=True)
-class Hit:
-    product: Product
-    score: float
-    # Filled when asked (``with_vectors``): the hit's stored vectors, for explaining its score.
-    vectors: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
-
-
-@dataclass
-class UpsertOutcome:
-    """Which products were written, and which were refused because a newer image is stored."""
-
-    written: list[str] = field(default_factory=list)
-    stale: list[str] = field(default_factory=list)
-
-
-def newest_per_product(points: Sequence[ProductPoint]) -> dict[str, ProductPoint]:
-    """A product twice in one batch: its newest image wins (the later one on a tie)."""
-    latest: dict[str, ProductPoint] = {}
-    for p in points:
-        seen = latest.get(p.product.product_id)
-        if seen is None or p.product.image_version >= seen.product.image_version:
-            latest[p.product.product_id] = p
-    return latest
-
-
-def conditional_upsert(
-    latest: Mapping[str, ProductPoint],
-    stored_versions: Callable[[list[str]], dict[str, int]],
-    write: Callable[[Sequence[ProductPoint], int], None],
-) -> UpsertOutcome:
-    """The write both engines do: never replace a stored image_version by an older one.
-
-    ``write(points, floor)`` upserts, replacing a stored point only while its image_version <= floor (a
-    condition the engine checks itself, so a concurrent newer write wins). One call for the common case at
-    the batch's lowest version; products whose stored version lies between that and their own get a call
-    each, with their own version as the condition. Read back: another writer may have won a race.
+    ``lock`` serialises this process's writes, alias switches and (where an engine needs it) all calls.
     """
-    before = stored_versions(list(latest))
-    fresh = [p for pid, p in latest.items() if before.get(pid, -1) <= p.product.image_version]
-    if fresh:
-        floor = min(p.product.image_version for p in fresh)
-        bulk = [p for p in fresh if before.get(p.product.product_id, -1) <= floor]
-        if bulk:
-            write(bulk, floor)
-        for p in fresh:
-            if before.get(p.product.product_id, -1) > floor:
-                write([p], p.product.image_version)
-    after = stored_versions(list(latest))
-    outcome = UpsertOutcome()
-    for pid, p in latest.items():
-        (outcome.written if after.get(pid) == p.product.image_version else outcome.stale).append(pid)
-    return outcome
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.alias = settings.store_alias
+        self._pinned: str | None = None  # a view of one versioned collection (``pinned``)
 
-class ProductStore(ABC):
-    """One collection of products with named vectors, reached by product id."""
+    # --- collection and alias ------------------------------------------------------------------------
+    @property
+    def collection(self) -> str:
+        """The versioned collection this store reads and writes (raises when there is none yet)."""
+        name = self._pinned or self._alias_target(refresh=False)
+        if name is None:
+            raise StoreUnavailableError(f"the store has no '{self.alias}' collection yet: run `niteru ingest`")
+        return name
 
-    @abstractmethod
+    def current_version(self) -> str:
+        """The collection the alias points at."""
+        if self._pinned is None:
+            self._alias_target(refresh=True)
+        return self.collection
+
+    def versions(self) -> list[str]:
+        """This alias's versioned collections, oldest first."""
+        return sorted(n for n in self._collections() if n.startswith(f"{self.alias}-"))
+
+    def _known(self, version: str) -> str:
+        if version not in self.versions():
+            raise UnknownCollectionError(f"no collection {version!r}")
+        return version
+
+    def create_version(self, dims: Mapping[str, int]) -> str:
+        """A new, empty versioned collection (the alias does not move)."""
+        name = f"{self.alias}-{datetime.now(UTC):%Y%m%dt%H%M%S%f}"
+        with self.lock:
+            self._create_collection(name, dims)
+        return name
+
+    def pinned(self, version: str) -> Self:
+        """The same store reading and writing ``version`` instead of the alias (closing it closes nothing)."""
+        view = copy.copy(self)  # shallow: the same client or shards, and the same lock
+        view._pinned = self._known(version)
+        return view
+
+    def exclusive(self) -> contextlib.AbstractContextManager[Any]:
+        """Hold off this process's writes and swaps (the rebuild's last catch-up and swap)."""
+        return self.lock
+
+    def switch(self, version: str) -> None:
+        """Point the alias at ``version`` in one atomic operation."""
+        with self.lock:
+            self._point_alias(self._known(version))
+
+    def drop(self, version: str) -> None:
+        """Delete a versioned collection (never the current one)."""
+        if self._alias_target(refresh=True) == version:
+            raise ValueError(f"{version} is the current collection; switch away from it first")
+        self._drop_collection(version)
+
     def ensure_collection(self, dims: Mapping[str, int]) -> None:
-        """Create the collection (and whatever points at it) if missing; check the sizes if present."""
+        """Create the collection (and the alias pointing at it) if missing; check the sizes if present."""
+        with self.lock:
+            current = self._alias_target(refresh=True)
+            if current is not None:
+                stored = self._dims(current)
+                if stored != dict(dims):
+                    raise StoreSchemaError(
+                        f"collection {current} has vectors {stored} but the models make {dict(dims)}: "
+                        + self.rebuild_hint.format(path=self.settings.store_path)
+                    )
+                return
+            name = self.create_version(dims)
+            self._point_alias(name)
+            log.info("created collection %s behind alias %s (%s)", name, self.alias, dict(dims))
 
-    @abstractmethod
+    # --- writes ----------------------------------------------------------------------------------------
     def upsert(self, points: Sequence[ProductPoint]) -> UpsertOutcome:
         """Idempotent write; a point whose stored ``image_version`` is newer is left alone (stale)."""
+        latest = newest_per_product(points)
+        if not latest:
+            return UpsertOutcome()
+        with self.lock:  # this process cannot move the alias meanwhile
+            version = self.collection
+            for p in latest.values():
+                check_query(p.vectors, self._dims(version))
 
-    @abstractmethod
-    def get(self, product_id: str, with_vectors: bool = False) -> ProductPoint | None: ...
+            def stored(product_ids: list[str]) -> dict[str, int]:
+                found = self._fields(version, product_ids, "image_version")
+                return {p: int(f["image_version"]) for p, f in found.items()}
 
-    @abstractmethod
-    def content_hashes(self, product_ids: Sequence[str]) -> dict[str, str]:
-        """``content_hash`` of those of the products that are stored (for resumable ingest)."""
+            def write(chosen: Sequence[ProductPoint], floor: int) -> None:
+                self._write(version, [to_row(p) for p in chosen], version_at_most(floor))
 
-    @abstractmethod
+            outcome = conditional_upsert(latest, stored, write)
+        self._wrote(version, len(outcome.written))
+        return outcome
+
     def delete(self, product_id: str) -> bool:
         """True when the product existed."""
+        with self.lock:
+            version = self.collection
+            if not self._retrieve(version, [point_id(product_id)], False, False):
+                return False
+            self._delete(version, point_id(product_id))
+        return True
 
-    @abstractmethod
+    # --- reads -----------------------------------------------------------------------------------------
+    def get(self, product_id: str, with_vectors: bool = False) -> ProductPoint | None:
+        found = to_points(self._retrieve(self.collection, [point_id(product_id)], True, with_vectors))
+        return found[0] if found else None
+
+    def content_hashes(self, product_ids: Sequence[str]) -> dict[str, str]:
+        """``content_hash`` of those of the products that are stored (for resumable ingest)."""
+        if not product_ids:
+            return {}
+        return {p: f["content_hash"] for p, f in self._fields(self.collection, product_ids, "content_hash").items()}
+
+    def _fields(self, version: str, product_ids: Sequence[str], key: str) -> dict[str, dict[str, Any]]:
+        """The payload field ``key`` of those of the products that are stored, by product id."""
+        found = self._retrieve(version, [point_id(p) for p in product_ids], ["product_id", key], False)
+        return {r.payload["product_id"]: r.payload for r in found if r.payload}
+
     def search(
         self,
         vectors: Mapping[str, np.ndarray],
@@ -162,12 +177,30 @@ class ProductStore(ABC):
         *,
         candidates: int | None = None,
         with_vectors: bool = False,
+        exact: bool = False,
     ) -> list[Hit]:
         """Nearest products. One vector: cosine similarity to it. Several: each vector's candidate list
         (``candidates`` long, default a few times ``k``) fused by ``fusion`` with ``weights``; a vector of
-        weight 0 still brings candidates under ``wsum`` but adds nothing to their scores."""
+        weight 0 still brings candidates under ``wsum`` but adds nothing to their scores. ``exact`` scans
+        every point instead of an approximate index (benchmarks)."""
+        # One collection for the whole call: a switch between the size check and the query must not send
+        # the query to a collection whose vectors have other sizes (a rebuild's new text model).
+        version = self.collection
+        plan = plan_search(
+            vectors,
+            weights,
+            k,
+            search_filter,
+            fusion,
+            dims=self._dims(version),
+            rrf_k=self.settings.rrf_k,
+            candidates=candidates,
+            with_vectors=with_vectors,
+            exact=exact,
+            slow_id_filter=self.slow_id_filter,
+        )
+        return plan.keep(to_hits(self._query_batch(version, [plan])[0]))
 
-    @abstractmethod
     def candidate_lists(
         self,
         vectors: Mapping[str, np.ndarray],
@@ -178,44 +211,26 @@ class ProductStore(ABC):
     ) -> dict[str, list[Hit]]:
         """The per-vector candidate lists, best first, exactly as a ``search`` for ``k`` with the same
         filter fuses them (excluded ids may still be in them): what ``explain`` ranks against."""
+        version = self.collection  # one collection for the whole call (see ``search``)
+        plans = plan_candidates(vectors, k, search_filter, dims=self._dims(version), candidates=candidates)
+        answers = self._query_batch(version, list(plans.values()))
+        return {n: to_hits(a) for n, a in zip(plans, answers, strict=True)}
 
-    @abstractmethod
     def scroll(self, batch_size: int = 256, with_vectors: bool = True) -> Iterator[list[ProductPoint]]:
         """Every stored product, in batches, in a stable order."""
+        version, offset = self.collection, None  # the offsets are this collection's, even if the alias moves
+        while True:
+            records, offset = self._scroll_page(version, offset, batch_size, with_vectors)
+            batch = to_points(records)
+            if batch:
+                yield batch
+            if offset is None:
+                return
 
-    @abstractmethod
-    def count(self) -> int: ...
+    def count(self) -> int:
+        return self._count(self.collection)
 
-    # --- versioned collections (the rebuild) ----------------------------------------------------------
-    @abstractmethod
-    def current_version(self) -> str:
-        """The collection the alias points at."""
-
-    @abstractmethod
-    def versions(self) -> list[str]:
-        """This alias's versioned collections, oldest first."""
-
-    @abstractmethod
-    def create_version(self, dims: Mapping[str, int]) -> str:
-        """A new, empty versioned collection (the alias does not move)."""
-
-    @abstractmethod
-    def pinned(self, version: str) -> ProductStore:
-        """The same store reading and writing ``version`` instead of the alias (closing it closes nothing)."""
-
-    def exclusive(self) -> contextlib.AbstractContextManager[object]:
-        """Hold off this process's other calls on the store (the rebuild's last catch-up and swap).
-        A store whose calls are not serialised has nothing to hold: a no-op."""
-        return contextlib.nullcontext()
-
-    @abstractmethod
-    def switch(self, version: str) -> None:
-        """Point the alias at ``version`` in one atomic operation."""
-
-    @abstractmethod
-    def drop(self, version: str) -> None:
-        """Delete a versioned collection (never the current one)."""
-
+    # --- the index, health, lifecycle ------------------------------------------------------------------
     def build_index(self, wait: bool = True) -> bool:
         """Index what a bulk load wrote, off the request path (queries are served meanwhile); ``wait``
         returns once the index serves. True when a build started. Engines that index continuously in
@@ -231,9 +246,10 @@ class ProductStore(ABC):
         """Facts for /readyz and the benchmark (engine, collection, points, disk bytes)."""
 
     @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the client or the store's folder (a pinned view closes nothing)."""
 
-    def __enter__(self) -> ProductStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

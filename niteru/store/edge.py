@@ -1,286 +1,99 @@
 """``ProductStore`` on Qdrant Edge: Qdrant's Rust engine (segments, HNSW, payload indexes, WAL) in-process.
 
 One Edge shard per versioned collection under ``store_path``; the alias and its atomic switch are the
-state file of ``edge_layout``. Point ids, payloads, filters and the hybrid queries are the same as in
-``qdrant.py``, so the two engines answer alike. Writes, switches and index swaps take one lock (the
-conditional upsert is read, write, read back); reads take none: each Edge call holds the GIL for its
-whole run, so calls never overlap, and a read sees a shard before or after a swap, never during.
+state file of ``edge_layout``. Point ids, payloads, filters and the hybrid queries are those of the
+shared plan (``plan.py``), so the two engines answer alike. Writes, switches and index swaps take one
+lock (the conditional upsert is read, write, read back); reads take none: each Edge call holds the GIL
+for its whole run, so calls never overlap, and a read sees a shard before or after a swap, never during.
 
 The HNSW index is built by ``build_index`` on a copy of the shard in a child process (``edge_index``),
-because Edge's ``optimize`` holds the GIL for its whole run (35 s for 20,000 1024-d points here) and
-would stop every query of the process; queries go on against the unindexed shard meanwhile.
+because Edge's ``optimize`` holds the GIL for its whole run and would stop every query of the process;
+queries go on against the unindexed shard meanwhile. This module never imports qdrant-client.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
-from niteru.products import Product, point_id
 from niteru.settings import Settings
-from niteru.store import edge_query as eq
-from niteru.store.base import (
-    VECTOR_NAMES,
-    Fusion,
-    Hit,
-    ProductPoint,
-    ProductStore,
-    SearchFilter,
-    StoreSchemaError,
-    StoreUnavailableError,
-    UnknownCollectionError,
-    UpsertOutcome,
-    check_query,
-    conditional_upsert,
-    newest_per_product,
-)
+from niteru.store.base import ProductStore
 from niteru.store.edge_layout import disk_bytes
+from niteru.store.edge_plan import to_filter, to_request
 from niteru.store.edge_shards import EdgeShards
-from niteru.store.qdrant_filters import prefetch_size
+from niteru.store.plan import Conditions, QueryPlan
+from niteru.store.records import PAYLOAD_INDEXES, Row
 
-log = logging.getLogger(__name__)
 
-KEYWORD_INDEXES = ("category", "subcategory", "shop_id", "product_id")
+def _qe() -> Any:
+    import qdrant_edge
+
+    return qdrant_edge
 
 
 class EdgeProductStore(ProductStore):
+    rebuild_hint = "delete {path} or migrate, then `niteru ingest`"
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.alias = settings.store_alias
+        super().__init__(settings)
         self.shards = EdgeShards(settings)  # takes the owner lock: one process per folder
-        self._pinned: str | None = None
+        self.lock = self.shards.lock  # holds off writes and swaps; reads never wait
 
-    # --- collection and alias ------------------------------------------------------------------------
-    @property
-    def collection(self) -> str:
-        if self._pinned is not None:
-            return self._pinned
-        name = self.shards.state.aliases.get(self.alias)
-        if name is None:
-            raise StoreUnavailableError(f"the store has no '{self.alias}' collection yet: run `niteru ingest`")
-        return name
+    # --- primitives ------------------------------------------------------------------------------------
+    def _alias_target(self, refresh: bool) -> str | None:
+        return self.shards.state.aliases.get(self.alias)
 
-    def _shard(self) -> Any:
-        return self.shards.get(self.collection)
+    def _collections(self) -> list[str]:
+        return list(self.shards.state.dirs)
 
-    def _create(self, dims: Mapping[str, int]) -> str:
-        import qdrant_edge as qe
-
-        name = f"{self.alias}-{datetime.now(UTC):%Y%m%dt%H%M%S%f}"
+    def _create_collection(self, name: str, dims: Mapping[str, int]) -> None:
+        qe = _qe()
+        kinds = {
+            "keyword": qe.PayloadSchemaType.Keyword,
+            "integer": qe.PayloadSchemaType.Integer,
+            "float": qe.PayloadSchemaType.Float,
+        }
         shard = self.shards.create(name, dims)
         # Default index parameters on purpose: a keyword index with HNSW links turned off (enable_hnsw=False)
         # leaves the filtered graph disconnected, and filtered searches then miss results.
-        for key in KEYWORD_INDEXES:
-            shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
-        shard.update(qe.UpdateOperation.create_field_index("image_version", qe.PayloadSchemaType.Integer))
-        shard.update(qe.UpdateOperation.create_field_index("price", qe.PayloadSchemaType.Float))
-        return name
+        for key, kind in PAYLOAD_INDEXES.items():
+            shard.update(qe.UpdateOperation.create_field_index(key, kinds[kind]))
 
-    def current_version(self) -> str:
-        return self.collection
-
-    def versions(self) -> list[str]:
-        return sorted(n for n in self.shards.state.dirs if n.startswith(f"{self.alias}-"))
-
-    def create_version(self, dims: Mapping[str, int]) -> str:
-        with self.shards.lock:
-            return self._create(dims)
-
-    def pinned(self, version: str) -> EdgeProductStore:
-        if version not in self.shards.state.dirs:
-            raise UnknownCollectionError(f"no collection {version!r} in {self.settings.store_path}")
-        view = copy.copy(self)  # shallow: the same shards and lock
-        view._pinned = version
-        return view
-
-    def exclusive(self) -> Any:
-        return self.shards.lock  # holds off writes and swaps; reads never wait
-
-    def switch(self, version: str) -> None:
+    def _point_alias(self, version: str) -> None:
         self.shards.set_alias(self.alias, version)
 
-    def drop(self, version: str) -> None:
-        if self.shards.state.aliases.get(self.alias) == version:
-            raise ValueError(f"{version} is the current collection; switch away from it first")
+    def _drop_collection(self, version: str) -> None:
         self.shards.drop(version)
 
-    def ensure_collection(self, dims: Mapping[str, int]) -> None:
-        with self.shards.lock:
-            current = self.shards.state.aliases.get(self.alias)
-            if current is not None:
-                stored = self.shards.dims(current)
-                if stored != dict(dims):
-                    raise StoreSchemaError(
-                        f"collection {current} has vectors {stored} but the models make {dict(dims)}: "
-                        f"delete {self.settings.store_path} or migrate, then `niteru ingest`"
-                    )
-                return
-            name = self._create(dims)
-            self.shards.set_alias(self.alias, name)
-            log.info("created Edge collection %s behind alias %s (%s)", name, self.alias, dict(dims))
+    def _dims(self, version: str) -> dict[str, int]:
+        return self.shards.dims(version)
 
-    # --- writes ----------------------------------------------------------------------------------------
-    def _stored_versions(self, product_ids: Sequence[str]) -> dict[str, int]:
-        records = self._shard().retrieve(
-            [point_id(p) for p in product_ids], with_payload=["product_id", "image_version"], with_vector=False
-        )
-        return {r.payload["product_id"]: int(r.payload["image_version"]) for r in records if r.payload}
+    def _retrieve(self, version: str, ids: list[str], payload: bool | list[str], vectors: bool) -> Sequence[Any]:
+        return self.shards.get(version).retrieve(ids, with_payload=payload, with_vector=vectors)  # type: ignore[no-any-return]
 
-    def _write(self, points: Sequence[ProductPoint], floor: int) -> None:
-        """Upsert, replacing an existing point only while its stored image_version <= floor."""
-        import qdrant_edge as qe
+    def _query_batch(self, version: str, plans: Sequence[QueryPlan]) -> list[Sequence[Any]]:
+        shard, requests = self.shards.get(version), [to_request(p, self.settings.edge_hnsw_ef) for p in plans]
+        if len(requests) == 1:
+            return [shard.query(requests[0])]
+        return shard.query_batch(_qe().QueryBatchRequest(requests))  # type: ignore[no-any-return]
 
-        structs = [
-            qe.Point(
-                point_id(p.product.product_id),
-                {n: np.asarray(v, np.float32).tolist() for n, v in p.vectors.items()},
-                p.product.model_dump(mode="json"),
-            )
-            for p in points
-        ]
-        operation = qe.UpdateOperation.upsert_points(structs, condition=eq.version_at_most(floor))
-        self.shards.apply(self.collection, operation)
+    def _scroll_page(self, version: str, offset: Any, limit: int, vectors: bool) -> tuple[Sequence[Any], Any]:
+        request = _qe().ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=vectors)
+        return self.shards.get(version).scroll(request)  # type: ignore[no-any-return]
 
-    def upsert(self, points: Sequence[ProductPoint]) -> UpsertOutcome:
-        latest = newest_per_product(points)
-        if not latest:
-            return UpsertOutcome()
-        with self.shards.lock:  # the alias cannot move while this holds
-            for p in latest.values():
-                check_query(p.vectors, self.shards.dims(self.collection))
-            outcome = conditional_upsert(latest, self._stored_versions, self._write)
-        self.shards.wrote(self.collection, len(outcome.written))
-        return outcome
+    def _count(self, version: str) -> int:
+        return int(self.shards.get(version).count(_qe().CountRequest(exact=True)))
 
-    def delete(self, product_id: str) -> bool:
-        import qdrant_edge as qe
+    def _write(self, version: str, rows: Sequence[Row], condition: Conditions) -> None:
+        qe = _qe()
+        points = [qe.Point(i, v, p) for i, v, p in rows]
+        self.shards.apply(version, qe.UpdateOperation.upsert_points(points, condition=to_filter(condition)))
 
-        with self.shards.lock:
-            if not self._shard().retrieve([point_id(product_id)], with_payload=False, with_vector=False):
-                return False
-            self.shards.apply(self.collection, qe.UpdateOperation.delete_points([point_id(product_id)]))
-        return True
+    def _delete(self, version: str, point: str) -> None:
+        self.shards.apply(version, _qe().UpdateOperation.delete_points([point]))
 
-    # --- reads -----------------------------------------------------------------------------------------
-    def get(self, product_id: str, with_vectors: bool = False) -> ProductPoint | None:
-        records = self._shard().retrieve([point_id(product_id)], with_payload=True, with_vector=with_vectors)
-        if not records or not records[0].payload:
-            return None
-        return ProductPoint(Product.model_validate(records[0].payload), eq.named_vectors(records[0].vector))
-
-    def content_hashes(self, product_ids: Sequence[str]) -> dict[str, str]:
-        if not product_ids:
-            return {}
-        records = self._shard().retrieve(
-            [point_id(p) for p in product_ids], with_payload=["product_id", "content_hash"], with_vector=False
-        )
-        return {r.payload["product_id"]: r.payload["content_hash"] for r in records if r.payload}
-
-    def _params(self, exact: bool = False) -> Any:
-        import qdrant_edge as qe
-
-        return qe.SearchParams(hnsw_ef=self.settings.edge_hnsw_ef, exact=exact)
-
-    def search(
-        self,
-        vectors: Mapping[str, np.ndarray],
-        weights: Mapping[str, float],
-        k: int,
-        search_filter: SearchFilter | None = None,
-        fusion: Fusion = Fusion.wsum,
-        *,
-        candidates: int | None = None,
-        with_vectors: bool = False,
-        exact: bool = False,
-    ) -> list[Hit]:
-        """See ``ProductStore.search``; ``exact`` scans every point instead of the HNSW graph (benchmarks)."""
-        import qdrant_edge as qe
-
-        names = [n for n in VECTOR_NAMES if n in vectors]
-        if not names or sum(max(0.0, float(weights.get(n, 0.0))) for n in names) <= 0:
-            raise ValueError(f"no vector to search with (weights {dict(weights)}, vectors {sorted(vectors)})")
-        # One collection for the whole call: a switch between the size check and the query must not
-        # send the query to a collection whose vectors have other sizes (a rebuild's text model).
-        version = self.collection
-        check_query(vectors, self.shards.dims(version), k)
-        if fusion is not Fusion.wsum:  # rank and distribution fusions: a zero-weight list is left out
-            names = [n for n in names if weights.get(n, 0.0) > 0]
-        query_filter, params = eq.to_filter(search_filter), self._params(exact)
-        if len(names) == 1:
-            request = qe.QueryRequest(
-                limit=k,
-                query=eq.nearest(vectors[names[0]], names[0]),
-                filter=query_filter,
-                params=params,
-                with_payload=True,
-                with_vector=with_vectors,
-            )
-        else:
-            size = candidates or prefetch_size(k)
-            prefetches, query = eq.fused_request(
-                vectors, weights, names, fusion, size, query_filter, self.settings.rrf_k, params
-            )
-            request = qe.QueryRequest(
-                limit=k,
-                prefetches=prefetches,
-                query=query,
-                filter=query_filter,
-                with_payload=True,
-                with_vector=with_vectors,
-            )
-        return eq.to_hits(self.shards.get(version).query(request))
-
-    def candidate_lists(
-        self,
-        vectors: Mapping[str, np.ndarray],
-        k: int,
-        search_filter: SearchFilter | None = None,
-        *,
-        candidates: int | None = None,
-    ) -> dict[str, list[Hit]]:
-        import qdrant_edge as qe
-
-        version = self.collection  # one collection for the whole call (see ``search``)
-        check_query(vectors, self.shards.dims(version), k)
-        query_filter, params = eq.to_filter(search_filter), self._params()
-        names = [n for n in VECTOR_NAMES if n in vectors]
-        requests = [
-            qe.QueryRequest(
-                limit=candidates or prefetch_size(k),
-                query=eq.nearest(vectors[n], n),
-                filter=query_filter,
-                params=params,
-                with_payload=True,
-            )
-            for n in names
-        ]
-        answers = self.shards.get(version).query_batch(qe.QueryBatchRequest(requests))
-        return {n: eq.to_hits(a) for n, a in zip(names, answers, strict=True)}
-
-    def scroll(self, batch_size: int = 256, with_vectors: bool = True) -> Iterator[list[ProductPoint]]:
-        import qdrant_edge as qe
-
-        offset: Any = None
-        shard = self._shard()  # the offsets are this collection's, even if the alias moves meanwhile
-        while True:
-            records, offset = shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=with_vectors)
-            )
-            batch = [ProductPoint(Product.model_validate(r.payload), eq.named_vectors(r.vector)) for r in records]
-            if batch:
-                yield batch
-            if offset is None:
-                return
-
-    def count(self) -> int:
-        import qdrant_edge as qe
-
-        return int(self._shard().count(qe.CountRequest(exact=True)))
+    def _wrote(self, version: str, n: int) -> None:
+        self.shards.wrote(version, n)
 
     # --- the index, health, lifecycle ------------------------------------------------------------------
     def build_index(self, wait: bool = True) -> bool:
@@ -290,8 +103,7 @@ class EdgeProductStore(ProductStore):
         self.count()
 
     def info(self) -> dict[str, Any]:
-        shard_info = self._shard().info()
-        root = self.settings.store_path
+        shard_info = self.shards.get(self.collection).info()
         return {
             "engine": "edge",
             "alias": self.alias,
@@ -300,11 +112,8 @@ class EdgeProductStore(ProductStore):
             "indexed_vectors": int(shard_info.indexed_vectors_count),
             "segments": int(shard_info.segments_count),
             "index_building": self.shards.building(self.collection),
-            "disk_bytes": disk_bytes(root),
+            "disk_bytes": disk_bytes(self.settings.store_path),
         }
-
-    def __enter__(self) -> EdgeProductStore:
-        return self
 
     def close(self) -> None:
         if self._pinned is None:

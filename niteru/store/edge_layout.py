@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from niteru.store.base import StoreUnavailableError
+from niteru.store.records import StoreUnavailableError
 
 STATE = "state.json"
 OWNER = "OWNER"

@@ -7,6 +7,7 @@ fall between the two); a child process loads the copy and runs Edge's ``optimize
 so in this process it would stall every query for the whole build); writes meanwhile go to the live
 shard and to a journal; then, under the lock, the copy is opened, the journal replayed on it, and it
 replaces the live shard (state file first, then the in-memory reference). Readers never wait.
+``phase``/``wait_phase`` tell where a build is (copying, indexing, or serving) without polling.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from niteru.settings import Settings
-from niteru.store.base import StoreError, StoreUnavailableError, UnknownCollectionError
 from niteru.store.edge_layout import OwnerLock, next_dir, read_state, write_state
+from niteru.store.records import StoreError, StoreUnavailableError, UnknownCollectionError
 
 log = logging.getLogger(__name__)
 # A replaced shard stays open this long, so a read that picked it up just before the swap completes.
 RETIRE_AFTER_S = 2.0
-# Edge's default optimizer indexing threshold (KB of vectors in a segment): Qdrant's 10,000 KB. Measured
-# here with 0.9.0: 2,000 new 1024-d points (8,000 KB) stay unindexed by optimize, 12,000 get an index.
+# Edge's default optimizer indexing threshold (KB of vectors in a segment): Qdrant's 10,000 KB.
 EDGE_DEFAULT_INDEXING_THRESHOLD_KB = 10_000
 
 
@@ -51,6 +51,11 @@ class EdgeShards:
         self._builds: dict[str, threading.Thread] = {}
         self._errors: dict[str, BaseException] = {}
         self._written: dict[str, int] = {}
+        # Where each running build is ("copying", then "indexing" until the indexed copy serves), with a
+        # condition on the store's lock: ``build_index(wait=True)`` waits on it rather than polling, and a
+        # caller holding the lock when its wait ends also holds the build before its swap.
+        self._phases: dict[str, str] = {}
+        self._progress = threading.Condition(self.lock)
         self._dims: dict[str, dict[str, int]] = {}
         self._closed = False
 
@@ -142,12 +147,13 @@ class EdgeShards:
             started = not self.building(version)
             if started:
                 self._written[version] = 0
+                self._set_phase(version, "copying")
                 self._errors.pop(version, None)
                 thread = threading.Thread(target=self._build, args=(version,), name=f"index-{version}", daemon=True)
                 self._builds[version] = thread
                 thread.start()
         if wait:
-            self._wait_build(version)
+            self.wait_phase(version, None)
             error = self._errors.pop(version, None)
             if error is not None:
                 raise IndexBuildError(f"index build of {version} failed: {error}") from error
@@ -161,6 +167,24 @@ class EdgeShards:
         unindexed = int(info.points_count) * len(self.dims(version)) - int(info.indexed_vectors_count)
         per_vector_kb = max(self.dims(version).values()) * 4 / 1024
         return unindexed * per_vector_kb >= threshold_kb
+
+    def phase(self, version: str) -> str | None:
+        """``copying`` or ``indexing`` while a build of ``version`` runs; None once it serves (or failed)."""
+        return self._phases.get(version)
+
+    def wait_phase(self, version: str, phase: str | None, timeout: float | None = None) -> bool:
+        """Wait until the build of ``version`` is at ``phase`` (None: no build pending). On return the
+        lock is held as it was at the call: a caller inside ``lock`` holds off the swap from then on."""
+        with self._progress:
+            return self._progress.wait_for(lambda: self.phase(version) == phase, timeout)
+
+    def _set_phase(self, version: str, phase: str | None) -> None:
+        with self._progress:
+            if phase is None:
+                self._phases.pop(version, None)
+            else:
+                self._phases[version] = phase
+            self._progress.notify_all()
 
     def _wait_build(self, version: str) -> None:
         thread = self._builds.get(version)
@@ -177,6 +201,7 @@ class EdgeShards:
                 copy_dir = next_dir(self.root, version, self.state.dirs[version])
                 shutil.copytree(self.root / self.state.dirs[version], self.root / copy_dir)
                 self._journals[version] = []
+                self._set_phase(version, "indexing")
             cmd = [sys.executable, "-m", "niteru.store.edge_index", str(self.root / copy_dir)]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
@@ -191,6 +216,7 @@ class EdgeShards:
                 self.state.dirs[version] = copy_dir
                 write_state(self.root, self.state)
                 old, self._open[version] = self._open.get(version), fresh
+                self._set_phase(version, None)
             copy_dir = None  # it is the live shard now
             log.info("edge index of %s built in %.1f s (%s)", version, time.perf_counter() - t0, fresh.info())
             time.sleep(RETIRE_AFTER_S)
@@ -203,6 +229,7 @@ class EdgeShards:
         finally:
             with self.lock:
                 self._journals.pop(version, None)
+                self._set_phase(version, None)
             if copy_dir is not None:
                 shutil.rmtree(self.root / copy_dir, ignore_errors=True)
 

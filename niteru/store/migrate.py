@@ -12,7 +12,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from niteru.store.base import ProductStore, StoreError
+from niteru.store.base import ProductStore
+from niteru.store.records import StoreError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,73 @@
+"""A ``QueryPlan`` and its conditions in Qdrant Edge's types (nothing is decided here: see ``plan.py``).
+
+Edge runs Qdrant's Query API itself (prefetch, RRF with weights, DBSF, formula queries), so a plan runs
+as it does on qdrant-client. A few calls the stubs get wrong: ``HasIdCondition`` wants a set,
+``Formula``/``Expression`` are positional. ``qdrant_edge`` is imported on first use, never at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from niteru.fusion import Dbsf, Rrf, WeightedSum
+from niteru.store.plan import Between, Condition, Conditions, Match, Nearest, Prefetch, QueryPlan
+
+
+def _qe() -> Any:
+    import qdrant_edge
+
+    return qdrant_edge
+
+
+def to_filter(c: Conditions | None) -> Any:
+    if c is None:
+        return None
+    must, must_not = [_condition(x) for x in c.must], [_condition(x) for x in c.must_not]
+    return _qe().Filter(must=must or None, must_not=must_not or None)
+
+
+def _condition(c: Condition) -> Any:
+    qe = _qe()
+    if isinstance(c, Match):
+        return qe.FieldCondition(key=c.key, match=qe.MatchValue(c.value))
+    if isinstance(c, Between):
+        return qe.FieldCondition(key=c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte))
+    return qe.HasIdCondition(set(c.point_ids))
+
+
+def _nearest(q: Nearest) -> Any:
+    return _qe().Query.Nearest(q.vector, using=q.using)
+
+
+def _prefetch(p: Prefetch, params: Any) -> Any:
+    return _qe().Prefetch(
+        limit=p.limit,
+        query=_nearest(p.query),
+        prefetches=[_prefetch(s, params) for s in p.sources] or None,
+        filter=to_filter(p.filter),
+        params=params,
+    )
+
+
+def _fusion(q: WeightedSum | Rrf | Dbsf) -> Any:
+    qe = _qe()
+    if isinstance(q, WeightedSum):
+        terms = [
+            qe.Expression.Mult([qe.Expression.Constant(w), qe.Expression.Variable(f"$score[{i}]")])
+            for i, w in enumerate(q.weights)
+        ]
+        return qe.Formula(qe.Expression.Sum(terms))
+    if isinstance(q, Rrf):
+        return qe.Fusion.Rrf(k=q.k) if q.weights is None else qe.Fusion.Rrf(k=q.k, weights=list(q.weights))
+    return qe.Fusion.Dbsf()
+
+
+def to_request(plan: QueryPlan, hnsw_ef: int) -> Any:
+    """The plan as an Edge request; the search parameters go where the vectors are searched."""
+    qe = _qe()
+    params = qe.SearchParams(hnsw_ef=hnsw_ef, exact=plan.exact)
+    common = {"limit": plan.limit, "filter": to_filter(plan.filter), "with_payload": True}
+    if isinstance(plan.query, Nearest):
+        return qe.QueryRequest(query=_nearest(plan.query), params=params, with_vector=plan.with_vectors, **common)
+    prefetches = [_prefetch(p, params) for p in plan.prefetches]
+    return qe.QueryRequest(prefetches=prefetches, query=_fusion(plan.query), with_vector=plan.with_vectors, **common)

@@ -1,0 +1,194 @@
+"""The engine-neutral query plan: everything a search asks of an engine, decided once.
+
+``plan_search`` turns a request (vectors, weights, k, filter, fusion, ...) into a ``QueryPlan``: the
+filter as conditions, the per-vector candidate searches (prefetches and their limits), whether their
+union is rescored by each vector, the fusion (from ``niteru.fusion.RULES``), the limit, and the ids the
+engine leaves to be dropped after the query. Each engine only translates a plan into its own types
+(``qdrant_plan.py``, ``edge_plan.py``), so both engines run the same query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from niteru.fusion import RULES, Combination, Fusion
+from niteru.products import point_id
+from niteru.store.records import VECTOR_NAMES, Hit, SearchFilter, StoreSchemaError, as_floats
+
+# Each fused vector brings this many candidates per result asked for (at least PREFETCH_MIN).
+PREFETCH_FACTOR = 4
+PREFETCH_MIN = 50
+
+
+def prefetch_size(limit: int) -> int:
+    return max(PREFETCH_MIN, PREFETCH_FACTOR * limit)
+
+
+def check_query(vectors: Mapping[str, np.ndarray], dims: Mapping[str, int], k: int | None = None) -> None:
+    """The same error from every engine for the same bad call (each engine words its own differently)."""
+    if k is not None and k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+    for name, vector in vectors.items():
+        if name not in dims:
+            raise StoreSchemaError(f"the collection has no vector {name!r} (it has {sorted(dims)})")
+        if np.shape(vector) != (dims[name],):
+            shape = np.shape(vector)
+            raise StoreSchemaError(f"vector {name!r} has shape {shape}; the collection stores {dims[name]}-d")
+
+
+# --- conditions: a SearchFilter (or a write's condition) as the payload and id tests engines run --------
+@dataclass(frozen=True)
+class Match:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Between:
+    """A numeric range; a point without the key never matches."""
+
+    key: str
+    gte: float | None = None
+    lte: float | None = None
+
+
+@dataclass(frozen=True)
+class HasId:
+    point_ids: tuple[str, ...]
+
+
+Condition = Match | Between | HasId
+
+
+@dataclass(frozen=True)
+class Conditions:
+    must: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
+
+
+def conditions(f: SearchFilter | None) -> Conditions | None:
+    """``f`` as conditions; None when it restricts nothing."""
+    if f is None:
+        return None
+    must: list[Condition] = [
+        Match(key, value)
+        for key, value in (("category", f.category), ("subcategory", f.subcategory), ("shop_id", f.shop_id))
+        if value is not None
+    ]
+    if f.price_min is not None or f.price_max is not None:
+        must.append(Between("price", f.price_min, f.price_max))  # products without a price never match
+    must_not: list[Condition] = []
+    if f.exclude_shop_id is not None:
+        must_not.append(Match("shop_id", f.exclude_shop_id))
+    if f.exclude_product_ids:
+        must_not.append(HasId(tuple(point_id(p) for p in f.exclude_product_ids)))
+    if not must and not must_not:
+        return None
+    return Conditions(tuple(must), tuple(must_not))
+
+
+def version_at_most(floor: int) -> Conditions:
+    """The conditional write's condition: a stored point is replaced only while its image_version <= floor."""
+    return Conditions(must=(Between("image_version", lte=floor),))
+
+
+# --- the plan ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Nearest:
+    """Cosine similarity to ``vector`` in the collection's vector ``using``."""
+
+    using: str
+    vector: list[float]
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """A candidate list: the ``limit`` best by ``query`` among the points passing ``filter``, or, with
+    ``sources``, among the union of those lists (rescoring: every candidate gets this vector's score)."""
+
+    query: Nearest
+    limit: int
+    filter: Conditions | None = None
+    sources: tuple[Prefetch, ...] = ()
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """One engine query: ``query`` (one vector, or a fusion of ``prefetches``) over the points passing
+    ``filter``, ``limit`` results; then ``drop_ids`` removed here and the first ``k`` kept."""
+
+    query: Nearest | Combination
+    limit: int
+    k: int
+    filter: Conditions | None = None
+    prefetches: tuple[Prefetch, ...] = ()
+    with_vectors: bool = False
+    exact: bool = False  # scan every point rather than an approximate index (benchmarks)
+    drop_ids: tuple[str, ...] = ()
+
+    def keep(self, hits: Sequence[Hit]) -> list[Hit]:
+        return [h for h in hits if h.product.product_id not in self.drop_ids][: self.k]
+
+
+def plan_search(
+    vectors: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    k: int,
+    search_filter: SearchFilter | None,
+    fusion: Fusion,
+    *,
+    dims: Mapping[str, int],
+    rrf_k: int,
+    candidates: int | None = None,
+    with_vectors: bool = False,
+    exact: bool = False,
+    slow_id_filter: bool = False,
+) -> QueryPlan:
+    """The plan of ``ProductStore.search``. ``slow_id_filter``: the engine filters by id point by point
+    (qdrant-client's local mode) while it scans unfiltered at full speed; when the filter only excludes
+    ids (the query product), the plan asks for that many more results and drops them after the query."""
+    names = [n for n in VECTOR_NAMES if n in vectors]
+    if not names or sum(max(0.0, float(weights.get(n, 0.0))) for n in names) <= 0:
+        raise ValueError(f"no vector to search with (weights {dict(weights)}, vectors {sorted(vectors)})")
+    check_query(vectors, dims, k)
+    rule = RULES[fusion]
+    if not rule.rescores:  # rank and distribution fusions: a zero-weight list is left out
+        names = [n for n in names if weights.get(n, 0.0) > 0]
+    drop: tuple[str, ...] = ()
+    # Only where the excluded ids cannot change the others' scores: one list, or a rescoring fusion.
+    # Ranks (rrf, wrrf) and score distributions (dbsf) must be of the filtered lists.
+    f = search_filter
+    if slow_id_filter and (len(names) == 1 or rule.rescores) and f and f.exclude_product_ids and f.only_excludes_ids:
+        drop, f = f.exclude_product_ids, None
+    limit, where = k + len(drop), conditions(f)
+    query: Nearest | Combination
+    prefetches: tuple[Prefetch, ...] = ()
+    if len(names) == 1:
+        query = Nearest(names[0], as_floats(vectors[names[0]]))
+    else:
+        size = candidates or prefetch_size(limit)
+        # The filter goes into every list as well as the top level: no list is filled with products the
+        # filter would drop.
+        prefetches = tuple(Prefetch(Nearest(n, as_floats(vectors[n])), size, where) for n in names)
+        if rule.rescores:
+            prefetches = tuple(Prefetch(p.query, size * len(names), sources=prefetches) for p in prefetches)
+        query = rule.combine([float(weights.get(n, 0.0)) for n in names], rrf_k)
+    return QueryPlan(query, limit, k, where, prefetches, with_vectors, exact, drop)
+
+
+def plan_candidates(
+    vectors: Mapping[str, np.ndarray],
+    k: int,
+    search_filter: SearchFilter | None,
+    *,
+    dims: Mapping[str, int],
+    candidates: int | None = None,
+) -> dict[str, QueryPlan]:
+    """The per-vector candidate lists a fused ``plan_search`` for ``k`` fuses, filtered alike (``explain``
+    ranks against them): one plan per vector, in ``VECTOR_NAMES`` order."""
+    check_query(vectors, dims, k)
+    limit, where = candidates or prefetch_size(k), conditions(search_filter)
+    return {n: QueryPlan(Nearest(n, as_floats(vectors[n])), limit, limit, where) for n in VECTOR_NAMES if n in vectors}

@@ -1,0 +1,61 @@
+"""A ``QueryPlan`` and its conditions in qdrant-client's types (nothing is decided here: see ``plan.py``)."""
+
+from __future__ import annotations
+
+from qdrant_client import models
+
+from niteru.fusion import Dbsf, Rrf, WeightedSum
+from niteru.store.plan import Between, Condition, Conditions, Match, Nearest, Prefetch, QueryPlan
+
+
+def to_filter(c: Conditions | None) -> models.Filter | None:
+    if c is None:
+        return None
+    must, must_not = [_condition(x) for x in c.must], [_condition(x) for x in c.must_not]
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _condition(c: Condition) -> models.Condition:
+    if isinstance(c, Match):
+        return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
+    if isinstance(c, Between):
+        return models.FieldCondition(key=c.key, range=models.Range(gte=c.gte, lte=c.lte))
+    return models.HasIdCondition(has_id=list(c.point_ids))
+
+
+def _prefetch(p: Prefetch) -> models.Prefetch:
+    return models.Prefetch(
+        prefetch=[_prefetch(s) for s in p.sources] or None,
+        query=p.query.vector,
+        using=p.query.using,
+        filter=to_filter(p.filter),
+        limit=p.limit,
+    )
+
+
+def _query(plan: QueryPlan) -> models.Query | list[float]:
+    q = plan.query
+    if isinstance(q, Nearest):
+        return q.vector
+    if isinstance(q, WeightedSum):
+        terms: list[models.Expression] = [
+            models.MultExpression(mult=[w, f"$score[{i}]"]) for i, w in enumerate(q.weights)
+        ]
+        return models.FormulaQuery(formula=models.SumExpression(sum=terms))
+    if isinstance(q, Rrf):
+        return models.RrfQuery(rrf=models.Rrf(k=q.k, weights=None if q.weights is None else list(q.weights)))
+    assert isinstance(q, Dbsf)
+    return models.FusionQuery(fusion=models.Fusion.DBSF)
+
+
+def to_request(plan: QueryPlan) -> models.QueryRequest:
+    return models.QueryRequest(
+        prefetch=[_prefetch(p) for p in plan.prefetches] or None,
+        query=_query(plan),
+        using=plan.query.using if isinstance(plan.query, Nearest) else None,
+        filter=to_filter(plan.filter),
+        params=models.SearchParams(exact=True) if plan.exact else None,
+        limit=plan.limit,
+        with_payload=True,
+        with_vector=plan.with_vectors,
+    )
