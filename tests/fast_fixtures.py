@@ -119,7 +119,7 @@ def fast_api(
     settings = Settings(
         data_dir=tmp_path_factory.mktemp(f"fast-{engine}"),
         catalog_dir=catalog_dir,
-        store_engine=engine,  # type: ignore[arg-type]
+        store_engine=engine,
         # the tests' own image server is on 127.0.0.1, an internal address refused unless allowed
         image_fetch_allow_hosts=["127.0.0.1"],
         # nothing here needs Redis: tasks run inline, and /metrics reads a broker that is not there
