@@ -8,6 +8,7 @@ from what it uses, so a new test on the real-model fixtures cannot leak into the
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,9 @@ TEXT_DATA = CATALOG_DEV.parent / "text"
 REAL_MODEL_FIXTURES = frozenset({"ingested", "embedders"})
 # Markers that say the same: the prepared ImageNet weights are only read by real-model tests.
 SLOW_MARKERS = frozenset({"weights"})
+# Wall-clock budget of the fast tier (seconds); going over is reported, not failed (the cores are shared).
+FAST_TIER_BUDGET = 60.0
+_STARTED = pytest.StashKey[float]()
 
 # Session fixtures of the store, ingest and API tests (a small real catalog slice, ingested once), and
 # the fast API tests (real app, fake embedders, both engines).
@@ -43,3 +47,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marked = {m.name for m in item.iter_markers()}
         if uses & REAL_MODEL_FIXTURES or marked & SLOW_MARKERS:
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_STARTED] = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Say when the fast tier went over its budget: a slow test may have slipped past the marking."""
+    if config.option.markexpr != "not slow" or _STARTED not in config.stash:
+        return
+    took = time.monotonic() - config.stash[_STARTED]
+    if took > FAST_TIER_BUDGET:
+        terminalreporter.write_line(
+            f"the fast tier took {took:.0f} s, over its {FAST_TIER_BUDGET:.0f} s budget (see --durations)",
+            yellow=True,
+            bold=True,
+        )
