@@ -1,7 +1,9 @@
 """Fake embedders for tests where the embedder is not under test: small, deterministic, no weights.
 
 They are subclasses of the real embedders so they type-check wherever ``Embedders`` is expected, but
-they override every member the service calls and never touch TensorFlow or fastText.
+they override every member the service calls and never touch TensorFlow or fastText. They take the
+service's ``Settings`` and do not call the real constructors: the fakes depend on what the service
+calls, not on how the real models are configured.
 
 - ``FakeImageEmbedder`` decodes with the real ``prepare_image`` (same limits as production, from the
   settings), so an empty, corrupt, oversized or non-image input fails with the same typed ``ImageError``;
@@ -37,10 +39,14 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 class FakeImageEmbedder(MobileNetEmbedder):
-    def __init__(self, settings: Settings | None = None) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: Settings) -> None:  # no super().__init__(): see the module docstring
+        self.settings = settings
         self.dim = IMAGE_DIM
         self.version = f"fake-image-{IMAGE_DIM}d"
+
+    @property
+    def loaded(self) -> bool:
+        return True
 
     def load(self) -> FakeImageEmbedder:
         return self
@@ -87,10 +93,14 @@ class FakeImageEmbedder(MobileNetEmbedder):
 
 
 class FakeTextEmbedder(TextEmbedder):
-    def __init__(self, settings: Settings | None = None) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: Settings) -> None:  # no super().__init__(): see the module docstring
+        self.settings = settings
         self.dim = TEXT_DIM
         self.version = f"fake-text-{TEXT_DIM}d"
+
+    @property
+    def loaded(self) -> bool:
+        return True
 
     def load(self) -> FakeTextEmbedder:
         return self
@@ -107,5 +117,5 @@ class FakeTextEmbedder(TextEmbedder):
         return _unit_rows(out)
 
 
-def fake_embedders(settings: Settings | None = None) -> Embedders:
+def fake_embedders(settings: Settings) -> Embedders:
     return Embedders(FakeImageEmbedder(settings), FakeTextEmbedder(settings))
