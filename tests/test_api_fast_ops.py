@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -16,6 +17,8 @@ from tests.fakes import fake_embedders
 from tests.fast_fixtures import FastApi, photo
 
 KEY = "k3y-for-fast-tests-0123456789"
+
+pytestmark = pytest.mark.catalog  # real catalog-dev rows, read in place
 
 
 def submit(api: FastApi, name: str, **kwargs: Any) -> str:

@@ -17,6 +17,8 @@ import pytest
 
 from tests.fast_fixtures import FastApi, photo, row_body
 
+pytestmark = pytest.mark.catalog  # real catalog-dev rows, read in place
+
 
 def first(api: FastApi, category: str) -> int:
     return next(i for i, r in enumerate(api.rows) if r.category == category)

@@ -17,6 +17,8 @@ from tests.fast_fixtures import SYNTHETIC, FastApi, photo
 
 FUSIONS = ("wsum", "wrrf", "rrf", "dbsf")
 
+pytestmark = pytest.mark.catalog  # real catalog-dev rows, read in place
+
 
 def first(api: FastApi, category: str) -> str:
     return next(r.product_id for r in api.rows if r.category == category)
