@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install weights demo test lint pytest bench-image bench-text bench-api bench-relevance bench-engines clean
+.PHONY: install weights demo test test-fast lint pytest bench-image bench-text bench-api bench-relevance bench-engines clean
 
 install:
 	scripts/setup.sh
@@ -26,7 +26,17 @@ lint:
 pytest:
 	$(BIN)/pytest
 
+# The whole suite (CI): set-up, lint, then every test, the fast tier included.
 test: install lint pytest
+
+# The virtualenv, (re)made by the set-up script when pyproject.toml changed since it last ran.
+$(VENV)/.niteru-installed: pyproject.toml
+	scripts/setup.sh
+
+# The fast tier, under a minute on 2 cores: fake embedders, both store engines, every API route. Tests that
+# load the real models are marked slow by tests/conftest.py and left out; so are lint and the weights check.
+test-fast: $(VENV)/.niteru-installed
+	$(BIN)/pytest -m "not slow" --durations=10
 
 bench-image: install
 	$(BIN)/python bench/image_throughput.py

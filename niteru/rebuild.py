@@ -23,7 +23,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -127,8 +127,14 @@ def _signatures(store: ProductStore) -> dict[str, str]:
     }
 
 
-def rebuild(store: ProductStore, settings: Settings) -> RebuildReport:
-    """Rebuild behind the alias of ``store`` (which keeps serving meanwhile) and swap."""
+def rebuild(
+    store: ProductStore, settings: Settings, *, after_copy: Callable[[ProductStore], None] | None = None
+) -> RebuildReport:
+    """Rebuild behind the alias of ``store`` (which keeps serving meanwhile) and swap.
+
+    ``after_copy`` is called with the new collection once the copy is done, before the catch-up. It exists
+    for the tests: a write made there is certainly missing from the copy, so a test can check that the
+    catch-up carried it over (a sleep cannot pick that moment)."""
     with rebuild_lock(settings):
         previous = store.current_version()
         points = [p for batch in store.scroll(batch_size=512, with_vectors=True) for p in batch]
@@ -145,6 +151,8 @@ def rebuild(store: ProductStore, settings: Settings) -> RebuildReport:
                     target.upsert(_with_text(chunk, text))
                     bar.update(len(chunk))
             target.build_index(wait=True)  # Edge: HNSW off the request path (queries meanwhile); else a no-op
+            if after_copy is not None:
+                after_copy(target)
             caught = _catch_up(store, target, text, CATCH_UP_PASSES)
             _check(store, target)
         except Exception:

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -88,13 +87,17 @@ def send(client: Celery, env: dict[str, str], name: str, **kwargs: Any) -> Any:
 
 
 class _SlowImage(BaseHTTPRequestHandler):
-    """Serves one real catalog image after a delay: long enough to kill a worker mid-task."""
+    """Serves one real catalog image, holding the first request until ``release`` is set: the test kills
+    the worker once ``arrived`` says the worker is inside the task, waiting on this download."""
 
     body = b""
-    delay = 4.0
+    arrived: threading.Event
+    release: threading.Event
 
     def do_GET(self) -> None:
-        time.sleep(self.delay)
+        _SlowImage.arrived.set()
+        if not _SlowImage.release.wait(timeout=300):
+            return
         self.send_response(200)
         self.send_header("Content-Type", "image/jpeg")
         self.send_header("Content-Length", str(len(self.body)))
@@ -108,6 +111,7 @@ class _SlowImage(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def slow_server(ingested: Ingested) -> Iterator[str]:
     _SlowImage.body = (ingested.catalog / ingested.good[3].image).read_bytes()
+    _SlowImage.arrived, _SlowImage.release = threading.Event(), threading.Event()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowImage)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/slow.jpg"
@@ -234,13 +238,11 @@ def test_a_worker_killed_mid_task_has_its_task_redelivered_and_completed(
         image_version=5,
         fields=fields,
     )
-    deadline = time.monotonic() + 180
-    while f"[{result.id}] received" not in (tmp_path / "first.log").read_text():
-        assert time.monotonic() < deadline, "the first worker never took the task"
-        time.sleep(0.1)
-    time.sleep(1.0)  # inside the task: loading the models, or waiting on the 4 s download
-    first.stop(signal.SIGKILL)  # mid-download: the task is neither done nor acknowledged
+    # the worker's request for the image reaches the server: it is inside the task, mid-download
+    assert _SlowImage.arrived.wait(timeout=180), "the first worker never fetched the image"
+    first.stop(signal.SIGKILL)  # the task is neither done nor acknowledged
     assert result.state in ("PENDING", "STARTED")
+    _SlowImage.release.set()  # the redelivered task's download is served at once
     second = Worker(worker_env, tmp_path / "second.log")
     try:
         assert result.get(timeout=180)["status"] == "created"

@@ -1,8 +1,9 @@
 """The rebuild on a copy of the ingested slice: queries go on, writes made meanwhile survive, rollback.
 
 The rebuild runs in a thread of this process (the embedded store admits one process: in the embedded
-deployment the rebuild runs where the store is open), while another thread queries in a loop and a
-third writes and deletes products through the same store.
+deployment the rebuild runs where the store is open), while another thread queries in a loop. Writes and
+deletes go through the same store at the rebuild's ``after_copy`` hook, between its copy and its catch-up,
+so the test knows the catch-up had them to carry over.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import pytest
 from niteru.embedders import ProductInput, embed_products
 from niteru.model_sync import ModelSync
 from niteru.products import ProductFields, now_version
-from niteru.rebuild import RebuildError, rebuild, rebuild_lock, rollback
+from niteru.rebuild import RebuildError, RebuildReport, rebuild, rebuild_lock, rollback
 from niteru.settings import Settings
 from niteru.similar import SimilarOptions, similar_products
-from niteru.store import ProductPoint, open_store
+from niteru.store import ProductPoint, ProductStore, open_store
 from tests.store_fixtures import Ingested
 
 pytestmark = [pytest.mark.weights, pytest.mark.catalog, pytest.mark.slow]
@@ -47,6 +48,7 @@ def test_rebuild_swaps_while_queries_continue_and_keeps_writes_made_meanwhile(
     )[0]
     assert isinstance(new_point, ProductPoint)
     doomed = ingested.good[6].product_id
+    renamed = ingested.good[7].product_id
     with open_store(settings) as store:
         before = store.current_version()
         count = store.count()
@@ -54,7 +56,7 @@ def test_rebuild_swaps_while_queries_continue_and_keeps_writes_made_meanwhile(
         answered: list[int] = []
         errors: list[BaseException] = []
         done = threading.Event()
-        result: dict[str, object] = {}
+        result: dict[str, RebuildReport] = {}
 
         def query_loop() -> None:
             while not done.is_set():
@@ -64,9 +66,20 @@ def test_rebuild_swaps_while_queries_continue_and_keeps_writes_made_meanwhile(
                     except BaseException as exc:
                         errors.append(exc)
 
+        def write_meanwhile(copy: ProductStore) -> None:
+            """Called by the rebuild between its copy and its catch-up: add, rename and delete through the
+            live alias. The copy holds none of these changes, so only the catch-up can carry them over."""
+            assert copy.get("written-during-rebuild") is None and copy.get(doomed) is not None
+            store.upsert([new_point])
+            old = store.get(renamed, with_vectors=True)
+            assert old is not None
+            product = old.product.model_copy(update={"title": "Renamed during the rebuild"})
+            store.upsert([ProductPoint(product, old.vectors)])
+            store.delete(doomed)
+
         def run() -> None:
             try:
-                result["report"] = rebuild(store, settings)
+                result["report"] = rebuild(store, settings, after_copy=write_meanwhile)
             except BaseException as exc:
                 errors.append(exc)
 
@@ -74,19 +87,22 @@ def test_rebuild_swaps_while_queries_continue_and_keeps_writes_made_meanwhile(
         builder = threading.Thread(target=run)
         reader.start()
         builder.start()
-        time.sleep(0.5)  # the rebuild is reading or training: write and delete through the live alias
-        store.upsert([new_point])
-        store.delete(doomed)
         builder.join(timeout=600)
         done.set()
         reader.join(timeout=60)
 
         assert not errors, errors[:3]
         report = result["report"]
-        assert store.current_version() != before and store.current_version() == report.current  # type: ignore[attr-defined]
+        assert store.current_version() != before and store.current_version() == report.current
         assert answered and all(n == 5 for n in answered)
-        # nothing written during the rebuild is lost, nothing deleted comes back
-        assert store.get("written-during-rebuild") is not None
+        # the catch-up carried over exactly the three changes: nothing written meanwhile is lost, nothing
+        # deleted comes back, and what it carried has text vectors of the new model
+        assert report.caught_up == 3
+        written = store.get("written-during-rebuild")
+        assert written is not None and written.product.text_model_version == report.text_model
+        changed = store.get(renamed)
+        assert changed is not None and changed.product.title == "Renamed during the rebuild"
+        assert changed.product.text_model_version == report.text_model
         assert store.get(doomed) is None
         assert store.count() == count  # one added, one deleted
         assert before in store.versions()  # kept for rollback
@@ -94,8 +110,8 @@ def test_rebuild_swaps_while_queries_continue_and_keeps_writes_made_meanwhile(
         # another process that still holds the old text model finds the live collection's on its next check
         sync = ModelSync(settings, before)
         reloaded = sync.check(store, ingested.embedders.text.version, force=True)
-        assert reloaded is not None and reloaded.collection == report.current  # type: ignore[attr-defined]
-        assert reloaded.text is not None and reloaded.text.version == report.text_model  # type: ignore[attr-defined]
+        assert reloaded is not None and reloaded.collection == report.current
+        assert reloaded.text is not None and reloaded.text.version == report.text_model
         assert reloaded.text.version != ingested.embedders.text.version
         assert sync.check(store, reloaded.text.version, force=True) is None  # nothing new since
 

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.weights, pytest.mark.catalog, pytest.mark.slow]
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-WAIT = 60  # seconds: the store is an exact scan in Python and the CPU is shared
+WAIT = 60  # seconds: generous, as the 2 cores are shared with the server, the models and the browser
 
 
 @pytest.fixture(scope="module")
