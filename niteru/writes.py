@@ -115,6 +115,7 @@ class ProductWriter:
         return self.commit(self.prepare(items))
 
     def prepare(self, items: Sequence[ProductWrite]) -> Prepared:
+        """Everything but the store write: checks, stale and unchanged skips, embedding, categories."""
         results: list[WriteOutcome | None] = [None] * len(items)
         checked: dict[int, ProductFields | None] = {}
         for i, w in enumerate(items):
@@ -183,8 +184,7 @@ class ProductWriter:
             if existing is None:
                 raise Refusal(
                     "no_image",
-                    f"product {pid!r} is new and needs an image: give image_url or image_path, "
-                    f"or upload one to PUT /v1/products/{pid}/image",
+                    f"product {pid!r} is new and needs an image: send one with it (a URL, a catalog path or an upload)",
                 )
             return _Item(index, w, fields, existing, existing.product.image_version)
         version = w.image_version if w.image_version is not None else now_version()
