@@ -8,7 +8,7 @@ that need the missing part answer 503. The embedded store allows one process, so
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -23,6 +23,7 @@ from api.routers import categorize, health, metrics, products, search, tasks, we
 from api.security import warn_if_open
 from api.services import Services
 from api.task_gateway import TaskGateway
+from jobs.context import JobContext
 from niteru import __version__
 from niteru.embedders import Embedders
 from niteru.settings import Settings, get_settings
@@ -101,6 +102,20 @@ async def _follow_rebuilds(services: Services) -> None:
             log.warning("could not check the live collection: %s", exc)
 
 
+def _job_context(services: Services) -> Callable[[], JobContext] | None:
+    """What the inline executor's tasks run against: this process's models and store, brought up to the
+    live collection before each task. None when a part is missing (``/v1/tasks`` then answers 503)."""
+    if services.store is None or services.image is None or services.text is None:
+        return None
+
+    def context() -> JobContext:
+        services.refresh_models(force=True)
+        category = services.problems.get("category", "not trained")
+        return JobContext(services.settings, services.embedders(), services.need_store(), services.category, category)
+
+    return context
+
+
 def create_app(settings: Settings | None = None, *, embedders: Embedders | None = None) -> FastAPI:
     """The app; ``embedders`` lets a caller share already loaded models (tests, benchmarks)."""
     settings = settings or get_settings()
@@ -109,7 +124,7 @@ def create_app(settings: Settings | None = None, *, embedders: Embedders | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await anyio.to_thread.run_sync(load_services, settings, embedders)
         app.state.services = services
-        services.tasks = TaskGateway(settings, services).start()
+        services.tasks = TaskGateway(settings, _job_context(services), services.problems).start()
         try:
             async with anyio.create_task_group() as background:
                 background.start_soon(_follow_rebuilds, services)

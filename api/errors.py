@@ -6,15 +6,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from embedding.image.errors import ImageError
+from niteru.refusals import Refusal, from_embedding
 from niteru.similar import UnknownProductError
 from niteru.store import StoreError, StoreUnavailableError
 
-# An image we refuse, by its reason code: not an image at all is 415, too big is 413, the rest is 422.
-IMAGE_STATUS = {"not_an_image": 415, "too_large": 413}
-
 
 class ApiError(Exception):
-    """An error with its status, raised by the services and turned into ``{"detail": ...}``."""
+    """An HTTP-level error with its status (a bad parameter, a missing part of the service), turned into
+    ``{"detail": ...}``. What the core refuses is a ``niteru.refusals.Refusal``, rendered the same way."""
 
     def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
@@ -37,9 +36,13 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ApiError)
         return _json(exc.status, exc.detail, exc.headers)
 
-    async def image_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ImageError)
-        return _json(IMAGE_STATUS.get(exc.reason, 422), f"image refused ({exc.reason}): {exc.message}")
+    async def refusal(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Refusal)
+        return _json(exc.status, exc.detail)
+
+    async def image_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ImageError)  # a search image the model refused
+        return await refusal(request, from_embedding(exc))
 
     async def unknown_product(_: Request, exc: Exception) -> JSONResponse:
         return _json(404, str(exc))
@@ -51,6 +54,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return _json(503, f"store error: {exc}")
 
     app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(Refusal, refusal)
     app.add_exception_handler(ImageError, image_error)
     app.add_exception_handler(UnknownProductError, unknown_product)
     app.add_exception_handler(StoreUnavailableError, store_unavailable)

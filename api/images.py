@@ -1,15 +1,12 @@
-"""Image bytes from the three sources a client may give: an upload, a URL, a catalog path; and a stored
-product's image for the web page.
+"""An uploaded image's bytes, and a stored product's image for the web page.
 
-Every source is capped at ``api_max_upload_bytes`` (413 above). Decoding problems are left to the image
-model's ``prepare`` (typed ``ImageError``s, mapped to 415/413/422).
+An upload is capped at ``api_max_upload_bytes`` (413 above), like the URLs and catalog paths that
+``niteru.write_inputs`` resolves. Decoding problems are left to the image model (refusals, 415/413/422).
 """
 
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from fastapi import UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -17,20 +14,12 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from api.errors import ApiError
 from niteru import fetch
 from niteru.products import Product
+from niteru.refusals import Refusal
 from niteru.settings import Settings
 
 # Declared types we accept for an upload; anything else (text/plain, application/pdf...) is 415 unread.
 # application/octet-stream is what many clients send when they do not know; the bytes decide then.
 ACCEPTED_UPLOAD_TYPES = ("image/", "application/octet-stream")
-
-
-@contextmanager
-def _api_errors() -> Iterator[None]:
-    """An image source's refusal as the API's error, with the status it names (413, 422)."""
-    try:
-        yield
-    except fetch.ImageSourceError as exc:
-        raise ApiError(exc.status, exc.message) from None
 
 
 async def read_upload(file: UploadFile, settings: Settings) -> bytes:
@@ -39,16 +28,9 @@ async def read_upload(file: UploadFile, settings: Settings) -> bytes:
     if not declared.startswith(ACCEPTED_UPLOAD_TYPES):
         raise ApiError(415, f"content type {declared!r} is not an image")
     buffer = fetch.CappedBuffer(settings.api_max_upload_bytes)
-    with _api_errors():
-        while chunk := await file.read(fetch.CHUNK):
-            buffer.add(chunk)
+    while chunk := await file.read(fetch.CHUNK):
+        buffer.add(chunk)  # a ``Refusal`` (413) past the cap
     return buffer.value()
-
-
-def fetch_url(url: str, settings: Settings) -> bytes:
-    """GET an image URL (see ``niteru.fetch.fetch_url``); blocking: call it off the event loop."""
-    with _api_errors():
-        return fetch.fetch_url(url, settings)
 
 
 def stored_image(product: Product, settings: Settings) -> Response:
@@ -64,15 +46,9 @@ def stored_image(product: Product, settings: Settings) -> Response:
         raise ApiError(404, f"the image of {product.product_id!r} was uploaded; only its vector is kept")
     try:
         path = fetch.catalog_path(ref, settings)
-    except fetch.ImageSourceError as exc:
+    except Refusal as exc:
         raise ApiError(404, f"the image of {product.product_id!r} is not available: {exc.message}") from None
     media_type, _ = mimetypes.guess_type(path.name)
     if media_type is None or not media_type.startswith("image/"):
         raise ApiError(404, f"the image of {product.product_id!r} is not an image file: {ref!r}")
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
-
-
-def read_catalog_path(relative: str, settings: Settings) -> bytes:
-    """Bytes of an image inside the configured catalog folder (see ``niteru.fetch.read_image_path``)."""
-    with _api_errors():
-        return fetch.read_image_path(relative, settings)

@@ -1,7 +1,7 @@
 """Two small ASGI middlewares: a ``Server-Timing`` header, and a JSON 413 for a declared oversize body.
 
-The services wrap their model and store calls in ``timed(...)`` blocks; the sums per request go into
-the header (milliseconds), which is what the latency benchmark breaks down.
+The use cases wrap their model and store calls in ``niteru.timing.timed(...)`` blocks; the sums per
+request go into the header (milliseconds), which is what the latency benchmark breaks down.
 
 The body cap itself is FastAPI's ``max_body_size`` (it also stops a chunked body mid-stream, as a JSON
 413); ``ContentLengthLimitMiddleware`` answers a too-large ``Content-Length`` before a byte is read, with
@@ -10,38 +10,12 @@ our ``{"detail": ...}`` body instead of Starlette's plain-text one.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
 import time
-from collections.abc import Iterator
-from typing import Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from niteru.metrics import get_metrics
-
-_timings: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("timings", default=None)
-
-
-@contextlib.contextmanager
-def timed(part: Literal["model", "store"], what: str) -> Iterator[None]:
-    """Add the block's duration to ``part`` of the current request (no-op outside a request), and
-    observe it in the Prometheus histogram of that part: embedding time by model, store time by operation.
-
-    Works from worker threads too: ``run_in_threadpool`` copies the context, and the dict is shared.
-    """
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        elapsed = time.perf_counter() - start
-        bucket = _timings.get()
-        if bucket is not None:
-            bucket[part] = bucket.get(part, 0.0) + elapsed
-        metrics = get_metrics()
-        histogram = metrics.embedding if part == "model" else metrics.store
-        histogram.labels(what).observe(elapsed)
+from niteru.timing import request_timings
 
 
 class ServerTimingMiddleware:
@@ -52,21 +26,17 @@ class ServerTimingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        bucket: dict[str, float] = {}
-        token = _timings.set(bucket)
-        t0 = time.perf_counter()
+        with request_timings() as bucket:
+            t0 = time.perf_counter()
 
-        async def timing_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                bucket["total"] = time.perf_counter() - t0
-                value = ", ".join(f"{k};dur={v * 1000:.2f}" for k, v in bucket.items())
-                message["headers"] = [*message.get("headers", []), (b"server-timing", value.encode())]
-            await send(message)
+            async def timing_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    bucket["total"] = time.perf_counter() - t0
+                    value = ", ".join(f"{k};dur={v * 1000:.2f}" for k, v in bucket.items())
+                    message["headers"] = [*message.get("headers", []), (b"server-timing", value.encode())]
+                await send(message)
 
-        try:
             await self.app(scope, receive, timing_send)
-        finally:
-            _timings.reset(token)
 
 
 class ContentLengthLimitMiddleware:

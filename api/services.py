@@ -1,8 +1,11 @@
-"""What the endpoints do, as plain blocking functions (the routers run them off the event loop).
+"""The API's adapter to the core: what each endpoint calls, as plain blocking functions (the routers run
+them off the event loop).
 
-``Services`` holds what the lifespan loaded once: the image model, the text model and the store. A part
-that failed to load is ``None`` with its reason in ``problems``; the endpoints that need it answer 503,
-the others keep working (similar products only needs the store: the query vectors are stored).
+``Services`` holds what the lifespan loaded once: the models, the category classifier and the store. A
+part that failed to load is ``None`` with its reason in ``problems``; the endpoints that need it answer
+503, the others keep working (similar products only needs the store: the query vectors are stored).
+Products are written by ``niteru.writes`` and similar products found by ``niteru.similar``; this module
+adds what is HTTP's: which part is missing, the listing cache, a stale write as a 409.
 """
 
 from __future__ import annotations
@@ -12,22 +15,24 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from api.errors import IMAGE_STATUS, ApiError, ServiceUnavailableError
+from api.errors import ApiError, ServiceUnavailableError
 from api.listing import Listing, ListingCache
-from api.middleware import timed
 from niteru.categorize import estimate
-from niteru.embedders import Embedders, ItemFailure, ProductInput, embed_products, input_hash, reembed_text
-from niteru.products import Product, ProductFields, now_version
+from niteru.embedders import Embedders
+from niteru.products import Product, ProductFields
+from niteru.refusals import Refusal
 from niteru.settings import Settings
 from niteru.similar import Estimator, SimilarOptions, SimilarResult, UnknownProductError, similar_products
-from niteru.store import Hit, ProductPoint, ProductStore, SearchFilter
+from niteru.store import Hit, ProductStore, SearchFilter
+from niteru.timing import timed
+from niteru.write_inputs import ImageSource, ProductWrite
+from niteru.writes import ProductWriter, estimator_of
 
 if TYPE_CHECKING:
     from api.task_gateway import TaskGateway
     from embedding.category import CategoryModel
     from embedding.image import MobileNetEmbedder
     from embedding.text import TextEmbedder
-    from jobs.work import JobContext
     from niteru.model_sync import ModelSync
 
 PutStatus = Literal["created", "updated", "unchanged"]
@@ -69,10 +74,17 @@ class Services:
         return self.category
 
     def estimator(self) -> Estimator | None:
-        model = self.category
-        if model is None:
-            return None
-        return lambda image, text: estimate(model, image, text)
+        return estimator_of(self.category)
+
+    def embedders(self) -> Embedders:
+        return Embedders(self.need_image(), self.need_text())
+
+    def writer(self) -> ProductWriter:
+        """The core's product write over this process's models, store and classifier."""
+        problem = self.problems.get("category", "not trained")
+        return ProductWriter(
+            self.settings, self.need_store(), self.embedders(), self.estimator(), estimator_problem=problem
+        )
 
     def refresh_models(self, force: bool = False) -> None:
         """After a rebuild swapped the live collection: its text model and the new classifier."""
@@ -82,13 +94,6 @@ class Services:
         if reloaded is not None:
             self.text = reloaded.text or self.text
             self.category = reloaded.category or self.category
-
-    def job_context(self) -> JobContext:
-        """The task functions' view of this process's models and store (the inline executor)."""
-        from jobs.work import JobContext
-
-        self.refresh_models(force=True)
-        return JobContext(self.settings, Embedders(self.need_image(), self.need_text()), self.need_store())
 
     def check_k(self, k: int) -> None:
         if not 1 <= k <= self.settings.api_max_k:
@@ -118,68 +123,20 @@ class Services:
     def put_product(
         self,
         product_id: str,
-        fields: ProductFields,
-        image: bytes | None,
-        image_ref: str | None,
+        fields: ProductFields | None,
+        image: ImageSource | None,
         image_version: int | None,
     ) -> tuple[Product, PutStatus]:
-        """Create or replace a product; without image bytes an existing product keeps its image."""
+        """Create or replace a product (``niteru.writes``). Without an image an existing product keeps
+        its image; without fields (an upload) its fields. A stale image is a 409 here."""
         self.refresh_models(force=True)  # never write a text vector of a model the live collection left
-        embedders = Embedders(self.need_image(), self.need_text())
-        store = self.need_store()
-        with timed("store", "get"):
-            existing = store.get(product_id, with_vectors=image is None)
-        if image is None:
-            if existing is None:
-                raise ApiError(
-                    422,
-                    f"product {product_id!r} is new and needs an image: give image_url or image_path, "
-                    f"or upload one to PUT /v1/products/{product_id}/image",
-                )
-            point = self._reembed_text(existing, fields, embedders)
-            if point is None:
-                return existing.product, "unchanged"
-        else:
-            version = image_version if image_version is not None else now_version()
-            if existing is not None and existing.product.image_version > version:
-                raise _stale(product_id, existing.product.image_version, version)
-            item = ProductInput(product_id, fields, image, image_ref or "", version)
-            if existing is not None and existing.product.content_hash == input_hash(item, embedders):
-                return existing.product, "unchanged"
-            with timed("model", "image+text"):
-                (result,) = embed_products([item], embedders)
-            if isinstance(result, ItemFailure):
-                raise _refused(result)
-            point = result
-        if not fields.category:
-            point = self._estimated_category(point)
-        with timed("store", "upsert"):
-            outcome = store.upsert([point])
-        if outcome.stale:  # another request stored a newer image meanwhile; the conditional write kept it
-            raise _stale(product_id, None, point.product.image_version)
-        self.listing.invalidate()
-        return point.product, "created" if existing is None else "updated"
-
-    def _estimated_category(self, point: ProductPoint) -> ProductPoint:
-        """A product sent without a category gets the classifier's best guess, marked as estimated."""
-        if self.category is None:
-            raise ApiError(
-                422,
-                "category is empty and no category classifier is loaded to estimate it "
-                f"({self.problems.get('category', 'not trained')}): send a category",
-            )
-        with timed("model", "category"):
-            (best, _), *_ = estimate(self.category, point.vectors.get("image"), point.vectors.get("text"))
-        product = point.product.model_copy(update={"category": best, "category_estimated": True})
-        return ProductPoint(product, point.vectors)
-
-    def _reembed_text(self, existing: ProductPoint, fields: ProductFields, e: Embedders) -> ProductPoint | None:
-        """A text/price update: new text vector, the stored image vector and version (None: unchanged)."""
-        with timed("model", "text"):
-            result = reembed_text(existing, fields, e)
-        if isinstance(result, ItemFailure):
-            raise _refused(result)
-        return result
+        result = self.writer().write(ProductWrite(product_id, fields, image, image_version))
+        if result.status == "stale":
+            raise result.stale_refusal()
+        if result.status != "unchanged":
+            self.listing.invalidate()
+        assert result.product is not None and result.status in ("created", "updated", "unchanged")
+        return result.product, result.status
 
     # --- search ----------------------------------------------------------------------------------------
     def similar(self, product_id: str, options: SimilarOptions) -> SimilarResult:
@@ -207,7 +164,7 @@ class Services:
             with timed("model", "text"):
                 vectors["text"] = self.need_text().embed([text])[0]
             if not np.any(vectors["text"]):
-                raise ApiError(422, "the text holds no word the text model knows")
+                raise _no_words()
         if not vectors:
             raise ApiError(422, "give a text, an image or a product_id to categorise")
         with timed("model", "category"):
@@ -229,15 +186,10 @@ class Services:
         with timed("model", "text"):
             vector = model.embed([text])[0]
         if not np.any(vector):
-            raise ApiError(422, "the text holds no word the text model knows")
+            raise _no_words()
         with timed("store", "search"):
             return store.search({"text": vector}, {"text": 1.0}, k, SearchFilter(category=category))
 
 
-def _refused(failure: ItemFailure) -> ApiError:
-    return ApiError(IMAGE_STATUS.get(failure.reason, 422), f"refused ({failure.reason}): {failure.message}")
-
-
-def _stale(product_id: str, stored: int | None, given: int) -> ApiError:
-    newer = f"version {stored}" if stored is not None else "a newer version"
-    return ApiError(409, f"product {product_id!r} already has a newer image ({newer} > {given}); nothing was written")
+def _no_words() -> Refusal:
+    return Refusal("text_has_no_words", "the text holds no word the text model knows")

@@ -8,6 +8,7 @@ states from the result backend, so the HTTP contract does not change when a shop
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from api.errors import ServiceUnavailableError
@@ -16,7 +17,7 @@ from niteru.settings import Settings
 if TYPE_CHECKING:
     from celery import Celery
 
-    from api.services import Services
+    from jobs.context import JobContext
     from jobs.inline import InlineExecutor, TaskState
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,16 @@ def resolve_executor(settings: Settings) -> Executor:
 
 
 class TaskGateway:
-    def __init__(self, settings: Settings, services: Services) -> None:
+    """``context``: the task handlers' view of this process's models and store, for the inline executor
+    (None when a part is missing; ``problems`` says which)."""
+
+    def __init__(
+        self, settings: Settings, context: Callable[[], JobContext] | None, problems: Mapping[str, str]
+    ) -> None:
         self.settings = settings
         self.executor: Executor = resolve_executor(settings)
-        self._services = services
+        self._context = context
+        self._problems = problems
         self._inline: InlineExecutor | None = None
         self._celery: Celery | None = None
 
@@ -50,10 +57,10 @@ class TaskGateway:
             from jobs.celery_app import create_celery
 
             self._celery = create_celery(self.settings)  # connects lazily, on the first send
-        elif self._services.store is not None and self._services.image is not None and self._services.text is not None:
+        elif self._context is not None:
             from jobs.inline import InlineExecutor
 
-            self._inline = InlineExecutor(self.settings, self._services.job_context).start()
+            self._inline = InlineExecutor(self.settings, self._context).start()
         return self
 
     def stop(self) -> None:
@@ -98,7 +105,7 @@ class TaskGateway:
 
     def _need_inline(self) -> InlineExecutor:
         if self._inline is None:
-            problems = "; ".join(f"{k}: {v}" for k, v in self._services.problems.items()) or "not started"
+            problems = "; ".join(f"{k}: {v}" for k, v in self._problems.items()) or "not started"
             raise ServiceUnavailableError(f"inline task executor unavailable ({problems})")
         return self._inline
 

@@ -40,6 +40,9 @@ def create_celery(settings: Settings | None = None) -> Celery:
         # The daily rebuild (``celery -A jobs.celery_app beat``); its cron is read in the settings' time zone.
         beat_schedule=beat_schedule(s),
         timezone=s.rebuild_timezone,
+        # The product tasks' retry limits (``jobs.tasks`` reads them from here, not from the settings).
+        niteru_retry_backoff_max=s.jobs_retry_backoff_max,
+        niteru_max_retries=s.jobs_max_retries,
     )
     install_signals(celery, s)  # request ids into task headers, task metrics, JSON worker logs
     return celery

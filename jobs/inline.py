@@ -1,4 +1,4 @@
-"""The task executor of the embedded deployment: the same task functions, in a thread of the API process.
+"""The task executor of the embedded deployment: the same task handlers, in a thread of the API process.
 
 The embedded store admits one process, and the API is that process, so a Celery worker could never open
 it. ``POST /v1/tasks`` then queues the task here: one thread runs tasks in arrival order (the store and
@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from jobs import contract
-from jobs.work import JobContext, TransientJobError
+from jobs import registry
+from jobs.context import JobContext
+from niteru.refusals import Refusal
 from niteru.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,8 @@ class InlineExecutor:
             self._thread.join(timeout)
 
     def submit(self, name: str, kwargs: dict[str, Any]) -> TaskState:
-        if name not in contract.NAMES:
-            raise ValueError(f"unknown task {name!r}")
+        if name not in registry.TASKS:
+            raise registry.UnknownTaskError(name)
         with self._cv:
             state = self._new_state(name)
             heapq.heappush(self._heap, _Entry(time.monotonic(), next(self._seq), state.task_id, kwargs))
@@ -108,7 +109,7 @@ class InlineExecutor:
         with self._cv:
             while not self._stopping:
                 if self._schedule.due():
-                    return _Entry(0.0, next(self._seq), self._new_state(contract.REBUILD).task_id, {})
+                    return _Entry(0.0, next(self._seq), self._new_state(registry.REBUILD).task_id, {})
                 wait = 60.0
                 if self._heap:
                     wait = self._heap[0].due - time.monotonic()
@@ -128,8 +129,8 @@ class InlineExecutor:
         state.status = "started"
         try:
             # The context provider (the API's services) brings the models up to the live collection first.
-            outcome = contract.perform(self._context(), state.name, entry.kwargs, state.task_id)
-        except TransientJobError as exc:
+            outcome = registry.perform(self._context(), state.name, entry.kwargs, state.task_id)
+        except Refusal as exc:  # only transient ones leave ``perform``
             if state.retries >= self.settings.jobs_max_retries:
                 state.status, state.error = "failed", f"gave up after {state.retries} retries: {exc}"
                 return
@@ -141,14 +142,14 @@ class InlineExecutor:
                 due = time.monotonic() + delay
                 heapq.heappush(self._heap, _Entry(due, next(self._seq), state.task_id, entry.kwargs, entry.context))
             return
-        except Exception as exc:  # a bug or a refused rebuild: the task fails, the executor goes on
+        except Exception as exc:  # a bug: the task fails, the executor goes on
             log.exception("inline task %s %s failed", state.name, state.task_id)
             state.status, state.error = "failed", f"{type(exc).__name__}: {exc}"
             return
         state.result = outcome.result
         state.status = "failed" if outcome.result.get("status") == "failed" else "succeeded"
         for name, kwargs in outcome.follow_ups:
-            contract.note_follow_up(state.name, outcome.result, self.submit(name, kwargs).task_id)
+            registry.note_follow_up(state.name, outcome.result, self.submit(name, kwargs).task_id)
 
 
 class RebuildSchedule:

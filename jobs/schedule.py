@@ -1,9 +1,10 @@
 """The daily rebuild's schedule, from ``NITERU_REBUILD_CRON`` (empty: no schedule), for beat and for the
 inline executor alike.
 
-Beat sends ``niteru.collection.rebuild`` with an expiry (``NITERU_REBUILD_EXPIRES``): a run that no worker
-picked up in time (workers down, a long backlog) is dropped instead of running late, and several missed
-runs never pile up into rebuilds back to back. The rebuild lock stops a second one from starting anyway.
+Beat sends the rebuild task (``jobs.registry.REBUILD``) with an expiry (``NITERU_REBUILD_EXPIRES``): a
+run that no worker picked up in time (workers down, a long backlog) is dropped instead of running late,
+and several missed runs never pile up into rebuilds back to back. The rebuild lock stops a second one
+from starting anyway.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab
 
+from jobs.registry import REBUILD
 from niteru.settings import Settings
 
 REBUILD_ENTRY = "niteru-daily-rebuild"
@@ -54,7 +56,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         return {}
     return {
         REBUILD_ENTRY: {
-            "task": "niteru.collection.rebuild",
+            "task": REBUILD,
             "schedule": cron,
             "options": {"expires": settings.rebuild_expires, "queue": settings.celery_queue},
         }

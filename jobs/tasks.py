@@ -6,44 +6,34 @@
 - ``niteru.products.delete(product_id)``
 - ``niteru.collection.rebuild()``: the daily rebuild (beat sends it; ``niteru rebuild`` does it by hand)
 
-Thin wrappers over ``jobs.contract.perform``. Transient errors retry with exponential backoff and jitter
-(declared here); permanent ones are recorded (``niteru jobs failures``) and end the task with
-``status: failed``. Tasks are acknowledged late and idempotent (see ``jobs.celery_app``).
+The Celery tasks are generated from ``jobs.registry`` (arguments are checked there, by the task's model).
+Transient refusals retry with exponential backoff and jitter (declared in the decorator below, limits
+from the app's configuration); permanent ones are recorded (``niteru jobs failures``) and end the task
+with ``status: failed``. Tasks are acknowledged late and idempotent (see ``jobs.celery_app``).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from celery import Task
 from celery.signals import worker_process_shutdown
 
-from jobs import contract
+from jobs import registry
 from jobs.celery_app import app
-from jobs.work import JobContext, TransientJobError
+from jobs.context import JobContext
+from niteru.refusals import Refusal
 from niteru.settings import get_settings
 
-log = logging.getLogger(__name__)
-_settings = get_settings()
-RETRY: dict[str, Any] = {
-    "autoretry_for": (TransientJobError,),
-    "retry_backoff": 2,
-    "retry_backoff_max": _settings.jobs_retry_backoff_max,
-    "retry_jitter": True,
-    "max_retries": _settings.jobs_max_retries,
-}
 _context: JobContext | None = None
 
 
 def context() -> JobContext:
-    """The models and the store, loaded by the first task of this worker process and kept in step with
-    the live collection (a rebuild elsewhere swaps in a new text model)."""
+    """The models and the store, loaded by the first task of this worker process (``registry.perform``
+    keeps them in step with the live collection)."""
     global _context
     if _context is None:
         _context = JobContext.load(get_settings())
-    else:
-        _context.refresh()
     return _context
 
 
@@ -56,51 +46,29 @@ def _close_context(**_: object) -> None:
 
 
 def _run(task: Task, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    outcome = contract.perform(context(), name, kwargs, task.request.id or "")
+    outcome = registry.perform(context(), name, kwargs, task.request.id or "")
     for follow, follow_kwargs in outcome.follow_ups:
-        sent = app.send_task(follow, kwargs=follow_kwargs, queue=get_settings().celery_queue)
-        contract.note_follow_up(name, outcome.result, sent.id)
+        sent = app.send_task(follow, kwargs=follow_kwargs, queue=app.conf.task_default_queue)
+        registry.note_follow_up(name, outcome.result, sent.id)
     return outcome.result
 
 
-@app.task(name=contract.UPSERT, bind=True, **RETRY)
-def upsert_task(
-    self: Task, product_id: str, fields: dict[str, Any], image: str | None = None, image_version: int | None = None
-) -> dict[str, Any]:
-    kwargs = {"product_id": product_id, "fields": fields, "image": image, "image_version": image_version}
-    return _run(self, contract.UPSERT, kwargs)
+def _define(name: str, **retry: Any) -> Task:
+    def run(self: Task, **kwargs: Any) -> dict[str, Any]:
+        return _run(self, name, kwargs)
+
+    # Only transient refusals leave ``registry.perform``: permanent ones are recorded and returned.
+    return app.task(name=name, bind=True, autoretry_for=(Refusal,), **retry)(run)
 
 
-@app.task(name=contract.IMAGE, bind=True, **RETRY)
-def image_task(
-    self: Task,
-    product_id: str,
-    image: str,
-    image_version: int | None = None,
-    fields: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    kwargs = {"product_id": product_id, "image": image, "image_version": image_version, "fields": fields}
-    return _run(self, contract.IMAGE, kwargs)
-
-
-@app.task(name=contract.IMAGES, bind=True, **RETRY)
-def images_task(self: Task, items: list[Any]) -> dict[str, Any]:
-    return _run(self, contract.IMAGES, {"items": items})
-
-
-@app.task(name=contract.DELETE, bind=True, **RETRY)
-def delete_task(self: Task, product_id: str) -> dict[str, Any]:
-    return _run(self, contract.DELETE, {"product_id": product_id})
-
-
+# Product tasks retry quickly; the limits are the settings' (NITERU_JOBS_*), read when the app was made.
+_PRODUCT_RETRY: dict[str, Any] = {
+    "retry_backoff": 2,
+    "retry_backoff_max": app.conf.niteru_retry_backoff_max,
+    "retry_jitter": True,
+    "max_retries": app.conf.niteru_max_retries,
+}
+TASKS = {name: _define(name, **_PRODUCT_RETRY) for name in registry.NAMES if name != registry.REBUILD}
 # A failed rebuild is not retried within the day: the next scheduled run (or `niteru rebuild`) tries
 # again, and the live collection stays as it was. It may take long: no time limit below the lock's.
-@app.task(name=contract.REBUILD, bind=True, autoretry_for=(TransientJobError,), max_retries=2, retry_backoff=60)
-def rebuild_task(self: Task) -> dict[str, Any]:
-    from niteru.rebuild import RebuildError
-
-    try:
-        return _run(self, contract.REBUILD, {})
-    except RebuildError as exc:
-        log.warning("rebuild not done: %s", exc)
-        return {"status": "skipped", "reason": str(exc)}
+TASKS[registry.REBUILD] = _define(registry.REBUILD, max_retries=2, retry_backoff=60)

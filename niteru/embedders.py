@@ -1,7 +1,7 @@
-"""From a product's fields and image bytes to a storable ``ProductPoint`` (shared by ingest and the API).
+"""From a product's fields and image bytes to a storable ``ProductPoint`` (used by ``niteru.writes``).
 
 ``Embedders`` holds the two loaded models; ``embed_products`` turns a batch of inputs into points, and
-reports each item that cannot become one (bad image, text without a single word) with a stable reason
+reports each item that cannot become one (bad image, text without a single word) as a ``Refusal``
 instead of failing the batch.
 """
 
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from niteru.products import Product, ProductFields, content_hash, utc_now
+from niteru.refusals import Refusal, from_embedding, no_words
 from niteru.settings import Settings
 from niteru.store.base import ProductPoint
 
@@ -70,25 +71,11 @@ class ProductInput:
         return hashlib.sha256(self.image_bytes).hexdigest()
 
 
-@dataclass
-class ItemFailure:
-    """Why one product could not be embedded: a stable ``reason`` code and a message for people."""
-
-    product_id: str
-    reason: str
-    message: str
-
-
-def no_words(product_id: str) -> ItemFailure:
-    """The refusal of a product whose title and description hold no word the text model knows."""
-    return ItemFailure(product_id, "text_has_no_words", "title and description hold no word")
-
-
 def input_hash(item: ProductInput, embedders: Embedders) -> str:
     return content_hash(item.fields, item.image_sha256, embedders.image.version, embedders.text.version)
 
 
-def embed_products(items: Sequence[ProductInput], embedders: Embedders) -> list[ProductPoint | ItemFailure]:
+def embed_products(items: Sequence[ProductInput], embedders: Embedders) -> list[ProductPoint | Refusal]:
     """A point per input, in order, or the reason it failed; one bad item never sinks the batch."""
     if not items:
         return []
@@ -96,11 +83,10 @@ def embed_products(items: Sequence[ProductInput], embedders: Embedders) -> list[
     images = embedders.image.embed_sources([it.image_bytes for it in items])
     image_rows = {index: row for row, index in enumerate(images.indices)}
     now = utc_now()
-    out: list[ProductPoint | ItemFailure] = []
+    out: list[ProductPoint | Refusal] = []
     for i, it in enumerate(items):
         if i in images.errors:
-            err = images.errors[i]
-            out.append(ItemFailure(it.product_id, err.reason, err.message))
+            out.append(from_embedding(images.errors[i], it.product_id))
             continue
         if not np.any(text_vectors[i]):
             # The text model gives a zero vector to a text without a single known word; it would be
@@ -123,9 +109,7 @@ def embed_products(items: Sequence[ProductInput], embedders: Embedders) -> list[
     return out
 
 
-def reembed_text(
-    existing: ProductPoint, fields: ProductFields, embedders: Embedders
-) -> ProductPoint | ItemFailure | None:
+def reembed_text(existing: ProductPoint, fields: ProductFields, embedders: Embedders) -> ProductPoint | Refusal | None:
     """A text or price update of a stored product: a new text vector, the stored image vector and image
     version. None when nothing changed (same fields, image and models)."""
     old = existing.product

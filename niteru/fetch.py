@@ -21,30 +21,19 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from niteru.refusals import Refusal
 from niteru.settings import Settings
 
 ALLOWED_SCHEMES = ("http", "https")
 CHUNK = 64 * 1024
 MAX_REDIRECTS = 3
 # Statuses worth retrying later (the image host is busy or down), as opposed to a 404 that stays a 404.
+# Every failure to read an image is a ``Refusal``: transient when trying again later may work.
 TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 
 
-class ImageSourceError(Exception):
-    """An image that could not be read from its source. ``transient``: trying again later may work
-    (a timeout, a 503); else it will not (a 404, a refused address, too large). ``status``: the HTTP
-    status the API answers with."""
-
-    def __init__(self, reason: str, message: str, *, transient: bool = False, status: int = 422) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.transient = transient
-        self.status = status
-
-
-def _too_large(limit: int) -> ImageSourceError:
-    return ImageSourceError("too_large", f"the image is over the limit of {limit} bytes", status=413)
+def _too_large(limit: int) -> Refusal:
+    return Refusal("too_large", f"the image is over the limit of {limit} bytes")
 
 
 class CappedBuffer:
@@ -119,17 +108,17 @@ def fetch_url(url: str, settings: Settings) -> bytes:
                         url = str(response.url.join(response.headers["location"]))
                         continue
                     if response.status_code != 200:
-                        raise ImageSourceError(
+                        raise Refusal(
                             f"http_{response.status_code}",
                             f"image_url answered HTTP {response.status_code}",
                             transient=response.status_code in TRANSIENT_STATUSES,
                         )
                     return _read_capped(response, limit)
-            raise ImageSourceError("too_many_redirects", f"image_url redirected more than {MAX_REDIRECTS} times")
+            raise Refusal("too_many_redirects", f"image_url redirected more than {MAX_REDIRECTS} times")
     except UnsafeUrlError as exc:
-        raise ImageSourceError("unsafe_url", f"image_url refused: {exc}") from None
+        raise Refusal("unsafe_url", f"image_url refused: {exc}") from None
     except httpx.HTTPError as exc:  # timeouts, refused connections, broken transfers
-        raise ImageSourceError(
+        raise Refusal(
             "fetch_failed", f"could not fetch image_url: {type(exc).__name__}: {exc}", transient=True
         ) from exc
 
@@ -152,10 +141,10 @@ def catalog_path(relative: str, settings: Settings) -> Path:
     """
     rel = PurePosixPath(relative)
     if not relative.strip() or rel.is_absolute() or ".." in rel.parts or "\\" in relative:
-        raise ImageSourceError("bad_path", f"image_path {relative!r} must be a relative path inside the catalog folder")
+        raise Refusal("bad_path", f"image_path {relative!r} must be a relative path inside the catalog folder")
     path = settings.catalog_dir / rel
     if not path.is_file():
-        raise ImageSourceError("not_found", f"image_path {relative!r} does not exist in the catalog folder")
+        raise Refusal("not_found", f"image_path {relative!r} does not exist in the catalog folder")
     return Path(path)
 
 

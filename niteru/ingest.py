@@ -1,10 +1,11 @@
 """``niteru ingest CATALOG_DIR``: a catalog folder (products.csv + images/) into the store.
 
-Batches of ``store_batch_size`` rows: check the fields, read the image bytes, skip products whose content
-hash (fields + image bytes + model versions) is already stored, embed images and texts, upsert. The write
-of batch i runs in a thread while batch i+1 is embedded. A bad row (empty title, missing or corrupt image,
-duplicate id...) is recorded with a reason in the summary and in a JSON-lines error file; it never stops
-the run. Resumable: a second run over the same catalog embeds nothing that is stored unchanged.
+This module reads the catalog, reports progress and writes the error file; each batch of
+``store_batch_size`` rows goes through the one product write (``niteru.writes``: checks, unchanged skip,
+embedding, category estimate, conditional upsert). The store write of batch i runs in a thread while
+batch i+1 is embedded. A bad row (empty title, missing or corrupt image, duplicate id...) is recorded with
+its refusal's reason in the summary and in a JSON-lines error file; it never stops the run. Resumable: a
+second run over the same catalog embeds nothing that is stored unchanged.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import ValidationError
 from tqdm import tqdm
 
 from niteru.catalog import CatalogRow, read_catalog, stratified_sample
-from niteru.categorize import CategoryTrainingError, category_dir, train_from_store
-from niteru.embedders import Embedders, ItemFailure, ProductInput, embed_products, input_hash, load_embedders
-from niteru.products import ProductFields, is_valid_product_id
+from niteru.categorize import CategoryTrainingError, category_dir, load_current, train_from_store
+from niteru.embedders import Embedders, load_embedders
+from niteru.refusals import Refusal, from_embedding
 from niteru.settings import Settings
-from niteru.store import ProductStore, UpsertOutcome, open_store
+from niteru.similar import Estimator
+from niteru.store import ProductStore, open_store
+from niteru.write_inputs import ImageSource, ProductWrite, check_fields
+from niteru.writes import ProductWriter, WriteOutcome, estimator_of
 
 log = logging.getLogger(__name__)
 
@@ -64,45 +67,29 @@ class IngestReport:
         )
 
 
-def row_fields(row: CatalogRow) -> ProductFields:
-    """The shop's fields of a catalog row; raises ``ValueError`` with a reason code as its first arg."""
-    try:
-        price = float(row.price) if row.price.strip() else None
-    except ValueError:
-        raise ValueError("invalid_price", f"price {row.price!r} is not a number") from None
-    try:
-        return ProductFields(
-            shop_id=row.shop_id,
-            title=row.title,
-            description=row.description,
-            category=row.category,
-            subcategory=row.subcategory,
-            price=price,
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else "fields"
-        kind = "empty" if "empty" in first["msg"] or first["type"] == "string_too_short" else "invalid"
-        raise ValueError(f"{kind}_{name}", f"{name}: {first['msg']}") from None
-
-
-def _read_row(row: CatalogRow, root: Path, embedders: Embedders) -> ProductInput:
-    """Fields and image bytes of a row; raises ``ValueError(reason, message)``."""
+def row_write(row: CatalogRow, root: Path, settings: Settings) -> ProductWrite:
+    """A catalog row as a product write; its image file is read here (a ``Refusal`` when it cannot be)."""
     from embedding.image import ImageError
     from embedding.image.preprocess import read_image_bytes
 
-    if not is_valid_product_id(row.product_id):
-        raise ValueError("invalid_product_id", f"product id {row.product_id!r} is empty or has control characters")
-    fields = row_fields(row)
+    fields = {
+        "shop_id": row.shop_id,
+        "title": row.title,
+        "description": row.description,
+        "category": row.category,
+        "subcategory": row.subcategory,
+        "price": row.price.strip() or None,  # the fields' own check refuses a price that is not a number
+    }
+    check_fields(row.product_id, fields)  # a bad row is refused before its image is read
     if not row.image.strip():
-        raise ValueError("missing_image", "the image column is empty")
+        raise Refusal("missing_image", "the image column is empty")
     path = row.image_path(root)
     try:
-        data = read_image_bytes(path, embedders.image.config.max_bytes)
+        data = read_image_bytes(path, settings.image_max_bytes)
         version = path.stat().st_mtime_ns // 1000  # µs: a replaced file is a newer image
     except ImageError as exc:
-        raise ValueError(exc.reason, exc.message) from None
-    return ProductInput(row.product_id, fields, data, row.image, version)
+        raise from_embedding(exc) from None
+    return ProductWrite(row.product_id, fields, ImageSource.given(data, row.image), version)
 
 
 def ingest_catalog(
@@ -127,7 +114,9 @@ def ingest_catalog(
     store = store or open_store(settings)
     try:
         store.ensure_collection(embedders.dims)
-        report = _ingest_rows(rows, catalog_dir, settings, store, embedders, errors_path)
+        estimator, problem = _estimator(settings)
+        writer = ProductWriter(settings, store, embedders, estimator, estimator_problem=problem)
+        report = _ingest_rows(rows, catalog_dir, settings, writer, errors_path)
         if report.written:  # a bulk load: build the vector index now (Edge; a no-op for qdrant-client)
             store.build_index(wait=True)
         if train_category and not (category_dir(settings) / "current.json").is_file():
@@ -142,55 +131,60 @@ def ingest_catalog(
             store.close()
 
 
+def _estimator(settings: Settings) -> tuple[Estimator | None, str]:
+    """The current category classifier, to estimate the category of a row that has none."""
+    from embedding.category import CategoryModelMissingError
+
+    try:
+        return estimator_of(load_current(settings)), ""
+    except CategoryModelMissingError as exc:
+        return None, str(exc)
+
+
 def _ingest_rows(
-    rows: Sequence[CatalogRow],
-    root: Path,
-    settings: Settings,
-    store: ProductStore,
-    embedders: Embedders,
-    errors_path: Path | None,
+    rows: Sequence[CatalogRow], root: Path, settings: Settings, writer: ProductWriter, errors_path: Path | None
 ) -> IngestReport:
     started = time.perf_counter()
     report = IngestReport(rows=len(rows))
     errors: list[RowError] = []
     seen: set[str] = set()
-    pending: Future[UpsertOutcome] | None = None
+    pending: Future[list[WriteOutcome]] | None = None
+    lines: dict[str, int] = {}
 
-    def collect(outcome: UpsertOutcome) -> None:
-        report.written += len(outcome.written)
-        report.stale += len(outcome.stale)
+    def collect(outcomes: list[WriteOutcome]) -> None:
+        for out in outcomes:
+            if isinstance(out, Refusal):
+                errors.append(RowError(out.product_id, lines[out.product_id], out.reason, out.message))
+            elif out.status in ("created", "updated"):
+                report.written += 1
+            elif out.status == "stale":
+                report.stale += 1
+            else:
+                report.unchanged += 1
 
     step = settings.store_batch_size
     with (
-        ThreadPoolExecutor(1, thread_name_prefix="ingest-write") as writer,
+        ThreadPoolExecutor(1, thread_name_prefix="ingest-write") as store_writer,
         tqdm(total=len(rows), desc="ingest", unit="product") as bar,
     ):
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
-            inputs: list[ProductInput] = []
-            lines: dict[str, int] = {}
+            writes: list[ProductWrite] = []
             for row in chunk:
                 if row.product_id in seen:
                     errors.append(RowError(row.product_id, row.line, "duplicate_product_id", "seen earlier"))
                     continue
                 seen.add(row.product_id)
+                lines[row.product_id] = row.line
                 try:
-                    inputs.append(_read_row(row, root, embedders))
-                    lines[row.product_id] = row.line
-                except ValueError as exc:
-                    reason, message = exc.args if len(exc.args) == 2 else ("invalid_row", str(exc))
-                    errors.append(RowError(row.product_id, row.line, str(reason), str(message)))
-            stored = store.content_hashes([it.product_id for it in inputs])
-            todo = [it for it in inputs if stored.get(it.product_id) != input_hash(it, embedders)]
-            report.unchanged += len(inputs) - len(todo)
-            results = embed_products(todo, embedders)
-            points = [r for r in results if not isinstance(r, ItemFailure)]
-            for r in results:
-                if isinstance(r, ItemFailure):
-                    errors.append(RowError(r.product_id, lines[r.product_id], r.reason, r.message))
+                    writes.append(row_write(row, root, settings))
+                except Refusal as refusal:
+                    errors.append(RowError(row.product_id, row.line, refusal.reason, refusal.message))
+            # The store writes batch i in a thread while batch i+1 is embedded here.
+            prepared = writer.prepare(writes)
             if pending is not None:
                 collect(pending.result())
-            pending = writer.submit(store.upsert, points) if points else None
+            pending = store_writer.submit(writer.commit, prepared)
             bar.update(len(chunk))
             bar.set_postfix(failed=len(errors), unchanged=report.unchanged, refresh=False)
         if pending is not None:

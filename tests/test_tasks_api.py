@@ -86,7 +86,7 @@ class _StampRequestId(logging.Filter):
 def test_a_batch_with_a_corrupt_image_stores_the_rest_and_records_the_failure(
     client: TestClient, ingested: Ingested, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="jobs.batch")
+    caplog.set_level(logging.INFO, logger="jobs.registry")
     caplog.handler.addFilter(_StampRequestId())
     a, b = ingested.good[3], ingested.good[4]
     items = [
@@ -106,7 +106,7 @@ def test_a_batch_with_a_corrupt_image_stores_the_rest_and_records_the_failure(
     assert recorded and recorded[-1].task == "niteru.images.registered_many"
     assert recorded[-1].reason == "corrupt"
     # the request id travelled with the task into the executor thread, as Celery headers carry it
-    batch_lines = [r for r in caplog.records if r.name == "jobs.batch"]
+    batch_lines = [r for r in caplog.records if r.name == "jobs.registry"]
     assert batch_lines and all(getattr(r, "seen_request_id", None) == "batch-req-1" for r in batch_lines)
 
 

@@ -3,7 +3,6 @@ and the similar products of a stored product."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
@@ -12,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import services_of
 from api.errors import ApiError
-from api.images import fetch_url, read_catalog_path, read_upload, stored_image
+from api.images import read_upload, stored_image
 from api.schemas import (
     ImageUploadFields,
     ProductList,
@@ -27,6 +26,7 @@ from niteru.products import PRODUCT_ID_PATTERN, ProductFields
 from niteru.routing import Mode
 from niteru.similar import SimilarOptions
 from niteru.store import SearchFilter
+from niteru.write_inputs import ImageSource
 
 router = APIRouter(prefix="/v1/products", tags=["products"], dependencies=[Depends(require_read)])
 WRITE = [Depends(require_write)]
@@ -55,16 +55,14 @@ async def put_product(product_id: ProductId, body: ProductPut, request: Request,
     services = services_of(request)
     fields = ProductFields.taken_from(body)
 
+    image: ImageSource | None = None
+    if body.image_url is not None:
+        image = ImageSource.url(str(body.image_url))
+    elif body.image_path is not None:
+        image = ImageSource.path(body.image_path)
+
     def work() -> PutResult:
-        image: bytes | None = None
-        ref: str | None = None
-        if body.image_url is not None:
-            ref = str(body.image_url)
-            image = fetch_url(ref, services.settings)
-        elif body.image_path is not None:
-            ref = body.image_path
-            image = read_catalog_path(ref, services.settings)
-        product, status = services.put_product(product_id, fields, image, ref, body.image_version)
+        product, status = services.put_product(product_id, fields, image, body.image_version)
         return PutResult(**ProductOut.of(product).model_dump(), status=status)
 
     return _put_status(await run_in_threadpool(work), response)
@@ -94,11 +92,8 @@ async def put_product_image(
         fields = ProductFields.taken_from(given)
 
     def work() -> PutResult:
-        nonlocal fields
-        if fields is None:
-            fields = ProductFields.taken_from(services.get_product(product_id))
-        ref = f"upload:{hashlib.sha256(data).hexdigest()}"
-        stored, status = services.put_product(product_id, fields, data, ref, version)
+        # Without the product field a stored product keeps its fields; an unknown one is a 404.
+        stored, status = services.put_product(product_id, fields, ImageSource.given(data), version)
         return PutResult(**ProductOut.of(stored).model_dump(), status=status)
 
     return _put_status(await run_in_threadpool(work), response)

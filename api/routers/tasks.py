@@ -1,6 +1,7 @@
 """``/v1/tasks``: the Celery task contract over HTTP, for shop backends without a Redis of their own.
 
-Same names and keyword arguments as ``send_task`` (see ``jobs/tasks.py``). With the embedded store the
+Same names and keyword arguments as ``send_task`` (see ``jobs/tasks.py``), checked by the same argument
+models (``jobs.registry``). With the embedded store the
 task runs in this process (``jobs.inline``); with a Qdrant server it goes to the Celery workers. Either
 way the answer is 202 with a task id to poll.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import services_of
@@ -18,49 +19,14 @@ from api.errors import ApiError, ServiceUnavailableError
 from api.routers.products import ERRORS
 from api.security import require_read, require_write
 from api.task_gateway import TaskGateway
-from jobs import contract
+from jobs import registry
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[Depends(require_read)])
 
 
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class UpsertArgs(_Args):
-    product_id: str
-    fields: dict[str, Any]
-    image: str | None = None
-    image_version: int | None = None
-
-
-class ImageArgs(_Args):
-    product_id: str
-    image: str
-    image_version: int | None = None
-    fields: dict[str, Any] | None = None
-
-
-class ImagesArgs(_Args):
-    items: list[ImageArgs] = Field(min_length=1)
-
-
-class DeleteArgs(_Args):
-    product_id: str
-
-
-ARGS: dict[str, type[_Args]] = {
-    contract.UPSERT: UpsertArgs,
-    contract.IMAGE: ImageArgs,
-    contract.IMAGES: ImagesArgs,
-    contract.DELETE: DeleteArgs,
-    contract.REBUILD: _Args,
-}
-
-
 # "kwargs" as in send_task; the pydantic mypy plugin's generated __init__ clashes with a field of that name.
 class TaskIn(BaseModel):  # type: ignore[no-redef]
-    name: str = Field(description=f"One of: {', '.join(contract.NAMES)}.", examples=[contract.DELETE])
+    name: str = Field(description=f"One of: {', '.join(registry.NAMES)}.", examples=[registry.DELETE])
     kwargs: dict[str, Any] = Field(default_factory=dict, examples=[{"product_id": "myn-10035"}])
 
 
@@ -83,15 +49,12 @@ def _gateway(request: Request) -> TaskGateway:
 @router.post("", status_code=202, response_model=TaskOut, responses=ERRORS, dependencies=[Depends(require_write)])
 async def submit(body: TaskIn, request: Request, response: Response) -> TaskOut:
     """Queue a task. Arguments are checked here, so a malformed call is a 422 now, not a failure later."""
-    args = ARGS.get(body.name)
-    if args is None:
-        raise ApiError(422, f"unknown task {body.name!r}; known: {', '.join(contract.NAMES)}")
     try:
-        checked = args.model_validate(body.kwargs).model_dump(exclude_unset=True)
+        checked = registry.parse(body.name, body.kwargs, services_of(request).settings).model_dump(exclude_unset=True)
+    except registry.UnknownTaskError as exc:
+        raise ApiError(422, str(exc)) from None
     except ValidationError as exc:
         raise ApiError(422, f"bad kwargs for {body.name}: {exc.errors(include_url=False)}") from None
-    if body.name == contract.IMAGES and len(checked["items"]) > services_of(request).settings.jobs_image_batch_max:
-        raise ApiError(422, f"at most {services_of(request).settings.jobs_image_batch_max} items per batch")
     state = await run_in_threadpool(_gateway(request).submit, body.name, checked)
     response.headers["Location"] = f"/v1/tasks/{state['task_id']}"
     return TaskOut(**state)

@@ -1,0 +1,64 @@
+"""What the task handlers run against: the models, the store and the category classifier, loaded once
+per worker process (or lent by the API's services to the inline executor)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from niteru.embedders import Embedders, load_embedders
+from niteru.model_sync import ModelSync
+from niteru.settings import Settings
+from niteru.store import ProductStore, open_store
+from niteru.writes import ProductWriter, estimator_of
+
+if TYPE_CHECKING:
+    from embedding.category import CategoryModel
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    embedders: Embedders
+    store: ProductStore
+    category: CategoryModel | None = None
+    category_problem: str = "not trained"  # why there is no classifier, for the refusal's message
+    sync: ModelSync | None = None
+
+    @classmethod
+    def load(cls, settings: Settings) -> JobContext:
+        from embedding.category import CategoryModelMissingError
+        from niteru.categorize import load_current
+
+        embedders = load_embedders(settings)
+        store = open_store(settings)
+        store.ensure_collection(embedders.dims)
+        ctx = cls(settings, embedders, store, sync=ModelSync(settings, store.current_version()))
+        try:
+            ctx.category = load_current(settings)
+        except CategoryModelMissingError as exc:
+            ctx.category_problem = str(exc)
+        return ctx
+
+    def writer(self) -> ProductWriter:
+        estimator = estimator_of(self.category)
+        return ProductWriter(
+            self.settings, self.store, self.embedders, estimator, estimator_problem=self.category_problem
+        )
+
+    def refresh(self) -> None:
+        """Before a task: if a rebuild swapped the live collection, take its text model and classifier
+        (every task writes, and a text vector from the old model in the new collection would be wrong
+        until the next rebuild). A store that is down raises ``StoreUnavailableError``."""
+        if self.sync is None:
+            return
+        reloaded = self.sync.check(self.store, self.embedders.text.version, force=True)
+        if reloaded is None:
+            return
+        if reloaded.text is not None:
+            self.embedders = Embedders(self.embedders.image, reloaded.text)
+        if reloaded.category is not None:
+            self.category = reloaded.category
+
+    def close(self) -> None:
+        self.store.close()
