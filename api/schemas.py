@@ -7,13 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from niteru.products import NonBlank, Product, ProductFields
+from niteru.products import MAX_VERSION, NonBlank, Product, ProductFields
 from niteru.routing import Route
 from niteru.similar import Explanation, SimilarResult
 from niteru.store import Hit
-
-# Qdrant compares range filters as float64: versions stay below 2**53 to compare exactly.
-MAX_VERSION = 2**53 - 1
 
 
 class ProductPut(ProductFields):

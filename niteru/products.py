@@ -19,6 +19,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 PRODUCT_ID_PATTERN = r"^[^\x00-\x1f\x7f/?#]{1,200}$"
 _PRODUCT_ID_RE = re.compile(PRODUCT_ID_PATTERN)
 
+# The largest version (image_version, delete versions) anything accepts: Qdrant compares range filters as
+# float64, exact only below 2**53. Every door (PUT, task arguments, ingest) checks against this one bound.
+MAX_VERSION = 2**53 - 1
+
 # Fixed namespace: the same product id maps to the same point id in every store and every rebuild.
 POINT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://niteru.invalid/products")
 
