@@ -45,12 +45,12 @@ bench-image: install
 bench-text: install
 	$(BIN)/python bench/text_quality.py
 
-# API latency over the whole catalog-dev (about 25 min on 2 cores; `--limit 2000` for a quick look).
+# API latency over the whole catalog-dev (tens of minutes; `--limit 2000` for a quick look).
 bench-api: install
 	$(BIN)/python bench/api_latency.py --limit 0 --fresh
 
 # Vector engines side by side (qdrant local mode, Edge exact and HNSW, faiss flat) on the real image
-# vectors of data/vectors/ (`niteru experiments vectors --set catalog` / `--set augmented`); ~20 min.
+# vectors of data/vectors/ (`niteru experiments vectors --set catalog` / `--set augmented`); tens of minutes.
 bench-engines: install
 	$(BIN)/python bench/engines.py
 

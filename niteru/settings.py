@@ -178,8 +178,8 @@ class Settings(BaseSettings):
             "*": {"image": 0.2, "text": 1.0},
         },
         description="mode=auto: weights of the image and text vectors by category ('*': any other). Fashion is "
-        "told apart by its look, the rest by its words; cosmetics by both (bench/relevance.py: image 68.7, text "
-        "59.5, 50/50 73.2 precision@10). An estimated category blends the rows by probability.",
+        "told apart by its look, the rest by its words; cosmetics by both (chosen from bench/results/relevance.md). "
+        "An estimated category blends the rows by probability.",
     )
     fusion: Fusion = Field(
         Fusion.wsum,
