@@ -47,4 +47,3 @@ def test_a_batch_keeps_its_newest_item_when_a_middle_version_lands_first(
     assert sorted(outcome.written) == ["p-0", "p-1"] and outcome.stale == []
     stored = store.get("p-1")
     assert stored is not None and stored.product.image_version == 200
-
