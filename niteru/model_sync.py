@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from embedding.text.artifact import replace_durably
 from niteru.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,9 +41,7 @@ def record_text_model(settings: Settings, collection: str, text_version: str) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     known = recorded_text_models(settings)
     known[collection] = text_version
-    tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(known, indent=1))
-    tmp.replace(path)
+    replace_durably(path, json.dumps(known, indent=1))  # durable before the alias moves
 
 
 @dataclass
