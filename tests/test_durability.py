@@ -22,7 +22,7 @@ def synced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     real = os.fsync
 
     def fsync(fd: int) -> None:
-        paths.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        paths.append(Path(f"/proc/self/fd/{fd}").readlink())
         real(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
