@@ -27,6 +27,7 @@ from niteru.store.primitives import EnginePrimitives
 
 # The value types are re-exported here: callers import them from ``niteru.store`` or from this module.
 from niteru.store.records import VECTOR_NAMES as VECTOR_NAMES
+from niteru.store.records import CollectionMovedError as CollectionMovedError
 from niteru.store.records import Hit as Hit
 from niteru.store.records import ProductPoint as ProductPoint
 from niteru.store.records import SearchFilter as SearchFilter
@@ -121,11 +122,34 @@ class ProductStore(EnginePrimitives):
             log.info("created collection %s behind alias %s (%s)", name, self.alias, dict(dims))
 
     # --- writes ----------------------------------------------------------------------------------------
+    # Every write ends by reading the alias again. When it moved meanwhile (a rebuild's swap, by another
+    # process: in this one the lock holds swaps off), the write went to a collection that no longer serves:
+    # a delete is made again in the live one; an upsert is not acknowledged (``CollectionMovedError``, a
+    # transient error) because its text vector may be of the model the live collection left: its caller
+    # refreshes its models and retries. With the rebuild's re-sync of the old collection after its swap
+    # (``niteru.rebuild``), every acknowledged write reaches the live collection, whichever process made it.
     def upsert(self, points: Sequence[ProductPoint]) -> UpsertOutcome:
         """Idempotent write; a point whose stored ``image_version`` is newer is left alone (stale)."""
         latest = newest_per_product(points)
         if not latest:
             return UpsertOutcome()
+        version, outcome = self._upsert_into(latest)
+        moved = self._moved_from(version)
+        if moved is not None:
+            raise CollectionMovedError(
+                f"the live collection changed from {version} to {moved} during this write (a rebuild's swap); "
+                "nothing was acknowledged: retry"
+            )
+        return outcome
+
+    def _moved_from(self, version: str) -> str | None:
+        """The live collection when the alias no longer points at ``version`` (a pinned view: never)."""
+        if self._pinned is not None:
+            return None
+        live = self._alias_target(refresh=True)
+        return live if live is not None and live != version else None
+
+    def _upsert_into(self, latest: dict[str, ProductPoint]) -> tuple[str, UpsertOutcome]:
         with self.lock:  # this process cannot move the alias meanwhile
             version = self.collection
             for p in latest.values():
@@ -140,16 +164,23 @@ class ProductStore(EnginePrimitives):
 
             outcome = conditional_upsert(latest, stored, write)
         self._wrote(version, len(outcome.written))
-        return outcome
+        return version, outcome
 
     def delete(self, product_id: str) -> bool:
         """True when the product existed."""
+        version, found = self._delete_from(None, product_id)
+        while (moved := self._moved_from(version)) is not None:
+            version, again = self._delete_from(moved, product_id)
+            found = found or again
+        return found
+
+    def _delete_from(self, version: str | None, product_id: str) -> tuple[str, bool]:
         with self.lock:
-            version = self.collection
+            version = version or self.collection
             if not self._retrieve(version, [point_id(product_id)], False, False):
-                return False
+                return version, False
             self._delete(version, point_id(product_id))
-        return True
+        return version, True
 
     # --- reads -----------------------------------------------------------------------------------------
     def get(self, product_id: str, with_vectors: bool = False) -> ProductPoint | None:
