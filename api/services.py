@@ -26,7 +26,7 @@ from niteru.similar import Estimator, SimilarOptions, SimilarResult, UnknownProd
 from niteru.store import Hit, ProductStore, SearchFilter
 from niteru.timing import timed
 from niteru.write_inputs import ImageSource, ProductWrite
-from niteru.writes import ProductWriter, estimator_of
+from niteru.writes import ProductWriter, delete_product, estimator_of
 
 if TYPE_CHECKING:
     from api.task_gateway import TaskGateway
@@ -149,7 +149,7 @@ class Services:
 
     def delete_product(self, product_id: str) -> None:
         with timed("store", "delete"):
-            found = self.need_store().delete(product_id)
+            found = delete_product(self.need_store(), product_id)  # as of now: a tombstone refuses older writes
         if not found:
             raise UnknownProductError(product_id)
         self.listing.invalidate()

@@ -37,6 +37,7 @@ from niteru.store.records import StoreUnavailableError as StoreUnavailableError
 from niteru.store.records import UnknownCollectionError as UnknownCollectionError
 from niteru.store.records import UpsertOutcome as UpsertOutcome
 from niteru.store.records import to_hits, to_points, to_row
+from niteru.store.tombstones import Tombstones, at_most, merged
 from niteru.store.upsert import conditional_upsert, newest_per_product
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class ProductStore(EnginePrimitives):
         self.settings = settings
         self.alias = settings.store_alias
         self._pinned: str | None = None  # a view of one versioned collection (``pinned``)
+        self.tombstones = Tombstones(self, self.alias, settings.tombstone_ttl)  # shared with pinned views
 
     # --- collection and alias ------------------------------------------------------------------------
     @property
@@ -157,30 +159,43 @@ class ProductStore(EnginePrimitives):
 
             def stored(product_ids: list[str]) -> dict[str, int]:
                 found = self._fields(version, product_ids, "image_version")
-                return {p: int(f["image_version"]) for p, f in found.items()}
+                points = {p: int(f["image_version"]) for p, f in found.items()}
+                return merged(points, self.tombstones.versions(product_ids))
 
             def write(chosen: Sequence[ProductPoint], floor: int) -> None:
                 self._write(version, [to_row(p) for p in chosen], version_at_most(floor))
 
             outcome = conditional_upsert(latest, stored, write)
+            # A delete may have left its tombstone after this write read none, and removed the point
+            # before this write put it back: remove it again (only while it is not newer than the delete).
+            for pid, d in self.tombstones.versions(outcome.stale).items():
+                self._delete(version, at_most(pid, d))
         self._wrote(version, len(outcome.written))
         return version, outcome
 
-    def delete(self, product_id: str) -> bool:
-        """True when the product existed."""
-        version, found = self._delete_from(None, product_id)
-        while (moved := self._moved_from(version)) is not None:
-            version, again = self._delete_from(moved, product_id)
+    def delete(self, product_id: str, version: int | None = None) -> bool:
+        """True when the product existed (and was not newer than ``version``). With ``version``, a
+        tombstone refuses older writes still in flight (``tombstones.py``) and a stored image newer than
+        ``version`` is kept; without, the point goes unconditionally and no tombstone is left (a rebuild
+        copying a delete that already left one)."""
+        if version is not None:
+            with self.lock:
+                self.tombstones.record(product_id, version)
+        collection, found = self._delete_from(None, product_id, version)
+        while (moved := self._moved_from(collection)) is not None:
+            collection, again = self._delete_from(moved, product_id, version)
             found = found or again
         return found
 
-    def _delete_from(self, version: str | None, product_id: str) -> tuple[str, bool]:
+    def _delete_from(self, collection: str | None, product_id: str, version: int | None) -> tuple[str, bool]:
         with self.lock:
-            version = version or self.collection
-            if not self._retrieve(version, [point_id(product_id)], False, False):
-                return version, False
-            self._delete(version, point_id(product_id))
-        return version, True
+            collection = collection or self.collection
+            found = self._fields(collection, [product_id], "image_version")
+            if product_id not in found:
+                return collection, False
+            newest = int(found[product_id]["image_version"]) if version is None else version
+            self._delete(collection, at_most(product_id, newest))
+            return collection, int(found[product_id]["image_version"]) <= newest
 
     # --- reads -----------------------------------------------------------------------------------------
     def get(self, product_id: str, with_vectors: bool = False) -> ProductPoint | None:
