@@ -15,7 +15,8 @@ FIELDS = {"shop_id": "s", "title": "Tombstoned teal vase", "category": "home"}
 def put(api: FastApi, pid: str, version: int | None, colour: tuple[int, int, int]) -> int:
     data = {"product": json.dumps({**FIELDS, "image_version": version})}
     files = {"file": ("v.png", photo(colour), "image/png")}
-    return api.client.put(f"/v1/products/{pid}/image", files=files, data=data).status_code
+    status: int = api.client.put(f"/v1/products/{pid}/image", files=files, data=data).status_code
+    return status
 
 
 def test_a_put_of_an_older_image_after_a_delete_is_refused(fast_api: FastApi) -> None:

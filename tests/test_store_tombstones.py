@@ -65,7 +65,7 @@ def test_a_delete_racing_a_write_is_not_undone(store: ProductStore, monkeypatch:
     """The delete (tombstone and point removal) lands between the write's read and its write."""
     rng = np.random.default_rng(4)
     store.upsert([make_point(0, 100, rng)])
-    write, raced = store._write, []
+    write, raced = store._write, list[bool]()
 
     def delete_first(version: str, *args: Any) -> None:
         if not raced and version == store.collection:

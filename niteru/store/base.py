@@ -174,10 +174,9 @@ class ProductStore(EnginePrimitives):
         return version, outcome
 
     def delete(self, product_id: str, version: int | None = None) -> bool:
-        """True when the product existed (and was not newer than ``version``). With ``version``, a
-        tombstone refuses older writes still in flight (``tombstones.py``) and a stored image newer than
-        ``version`` is kept; without, the point goes unconditionally and no tombstone is left (a rebuild
-        copying a delete that already left one)."""
+        """True when the product existed (not newer than ``version``). With ``version``: a tombstone
+        refuses older writes in flight (``tombstones.py``), a newer stored image is kept. Without: no
+        tombstone, the point goes (a rebuild copying a delete that already left one)."""
         if version is not None:
             with self.lock:
                 self.tombstones.record(product_id, version)
