@@ -166,8 +166,7 @@ class ProductStore(EnginePrimitives):
                 self._write(version, [to_row(p) for p in chosen], version_at_most(floor))
 
             outcome = conditional_upsert(latest, stored, write)
-            # A delete may have left its tombstone after this write read none, and removed the point
-            # before this write put it back: remove it again (only while it is not newer than the delete).
+            # A delete that came between this write's read and its write: remove what it put back.
             for pid, d in self.tombstones.versions(outcome.stale).items():
                 self._delete(version, at_most(pid, d))
         self._wrote(version, len(outcome.written))
