@@ -20,7 +20,7 @@ from niteru.store import open_store
 from niteru.store.edge import EdgeProductStore
 from tests.test_store import DIMS, make_point
 
-N = 1500
+N = 300
 
 
 def indexed_store(tmp_path: Path) -> EdgeProductStore:
