@@ -169,13 +169,14 @@ def rebuild(
             caught += _catch_up(store, target, text, 1)
             at_switch = _signatures(target)  # only the rebuild has written to it so far
             store.switch(new)
-        caught += _resync(store.pinned(previous), target, at_switch, text)
         old_text = resolve(staged.parent).name if (staged.parent / CURRENT).is_file() else None
         set_current(staged.parent, staged.name)
         if classifier is not None:
             save_category_model(classifier, category_dir(settings))
         if old_text is not None and previous not in recorded_text_models(settings):
             record_text_model(settings, previous, old_text)
+        # After the model files (quick, local): a re-sync that fails must not leave them behind the swap.
+        caught += _resync(store.pinned(previous), target, at_switch, text)
         dropped = [v for v in store.versions() if v not in (previous, new)]
         for v in dropped:
             store.drop(v)

@@ -21,6 +21,8 @@ PR_SET_PDEATHSIG = 1
 
 def die_with(parent: int) -> bool:
     """Be killed when ``parent`` dies; False when it already has (this process was re-parented)."""
+    # The signal comes when the parent's forking thread ends: the build thread, which waits for this
+    # process, so in practice when the parent process dies.
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
