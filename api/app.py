@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -21,13 +23,18 @@ from api.middleware import ContentLengthLimitMiddleware, ServerTimingMiddleware
 from api.observe import MetricsMiddleware, RequestIdMiddleware
 from api.routers import categorize, health, metrics, products, search, tasks, web
 from api.security import warn_if_open
-from api.services import Services
+from api.services import Models, Services
 from api.task_gateway import TaskGateway
 from jobs.context import JobContext
 from niteru import __version__
 from niteru.embedders import Embedders
+from niteru.refusals import Refusal
 from niteru.settings import Settings, get_settings
-from niteru.store import StoreError, open_store
+from niteru.store import ProductStore, StoreError, open_store
+
+if TYPE_CHECKING:
+    from embedding.image import MobileNetEmbedder
+    from embedding.text import TextEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +45,10 @@ MULTIPART_SLACK = 64 * 1024
 def load_services(settings: Settings, embedders: Embedders | None = None) -> Services:
     """Load the models (unless given, already loaded) and open the store; record what failed and why."""
     services = Services(settings)
+    image: MobileNetEmbedder | None = None
+    text: TextEmbedder | None = None
     if embedders is not None:
-        services.image, services.text = embedders.image, embedders.text
+        image, text = embedders.image, embedders.text
     else:
         from embedding.image import MobileNetEmbedder
         from embedding.image.weights import WeightsMissingError
@@ -47,26 +56,29 @@ def load_services(settings: Settings, embedders: Embedders | None = None) -> Ser
         from niteru.model_config import image_config, text_config
 
         try:
-            services.image = MobileNetEmbedder(image_config(settings)).load()
+            image = MobileNetEmbedder(image_config(settings)).load()
         except WeightsMissingError as exc:
             services.problems["image"] = str(exc)
         try:
-            services.text = TextEmbedder(text_config(settings)).load()
+            text = TextEmbedder(text_config(settings)).load()
         except TextError as exc:
             services.problems["text"] = str(exc)
     from embedding.category import CategoryModelMissingError
     from niteru.categorize import load_current
 
+    category = None
     try:
-        services.category = load_current(settings)
+        category = load_current(settings)
     except CategoryModelMissingError as exc:
         services.problems["category"] = str(exc)
+    services.models = Models(image, text, category)
     try:
         store = open_store(settings)
     except StoreError as exc:
         services.problems["store"] = str(exc)
         return services
     services.store = store
+    _live_text_model(services, store)
     try:
         if services.image is not None and services.text is not None:
             store.ensure_collection({"image": services.image.dim, "text": services.text.dim})
@@ -88,6 +100,19 @@ def load_services(settings: Settings, embedders: Embedders | None = None) -> Ser
     return services
 
 
+def _live_text_model(services: Services, store: ProductStore) -> None:
+    """Load the live collection's text model when ``CURRENT`` names another (see ``niteru.model_sync``)."""
+    from niteru.model_sync import live_text_model
+
+    if services.text is None:
+        return
+    try:
+        services.models = replace(services.models, text=live_text_model(services.settings, store, services.text))
+    except (StoreError, Refusal) as exc:
+        services.models = replace(services.models, text=None)
+        services.problems["text"] = str(exc)
+
+
 async def _follow_rebuilds(services: Services) -> None:
     """Reads keep up with a rebuild made by another process (or the inline executor) within
     ``models_refresh_seconds``; writes check on their own before writing."""
@@ -98,7 +123,7 @@ async def _follow_rebuilds(services: Services) -> None:
         await anyio.sleep(period)
         try:
             await anyio.to_thread.run_sync(services.refresh_models)
-        except StoreError as exc:
+        except (StoreError, Refusal) as exc:
             log.warning("could not check the live collection: %s", exc)
 
 

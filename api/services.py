@@ -10,7 +10,7 @@ adds what is HTTP's: which part is missing, the listing cache, a stale write as 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -26,7 +26,7 @@ from niteru.similar import Estimator, SimilarOptions, SimilarResult, UnknownProd
 from niteru.store import Hit, ProductStore, SearchFilter
 from niteru.timing import timed
 from niteru.write_inputs import ImageSource, ProductWrite
-from niteru.writes import ProductWriter, estimator_of
+from niteru.writes import ProductWriter, delete_product, estimator_of
 
 if TYPE_CHECKING:
     from api.task_gateway import TaskGateway
@@ -38,17 +38,37 @@ if TYPE_CHECKING:
 PutStatus = Literal["created", "updated", "unchanged"]
 
 
+@dataclass(frozen=True)
+class Models:
+    """The models a request uses, replaced as one reference: a request that took them never sees the new
+    text model with the old classifier, or half a swap."""
+
+    image: MobileNetEmbedder | None = None
+    text: TextEmbedder | None = None
+    category: CategoryModel | None = None
+
+
 @dataclass
 class Services:
     settings: Settings
-    image: MobileNetEmbedder | None = None
-    text: TextEmbedder | None = None
+    models: Models = field(default_factory=Models)
     store: ProductStore | None = None
-    category: CategoryModel | None = None
     problems: dict[str, str] = field(default_factory=dict)
     listing: ListingCache = field(default_factory=ListingCache)
     sync: ModelSync | None = None  # set when the store opened: follows rebuilds (niteru.model_sync)
     tasks: TaskGateway | None = None  # POST /v1/tasks
+
+    @property
+    def image(self) -> MobileNetEmbedder | None:
+        return self.models.image
+
+    @property
+    def text(self) -> TextEmbedder | None:
+        return self.models.text
+
+    @property
+    def category(self) -> CategoryModel | None:
+        return self.models.category
 
     # --- what each endpoint needs ---------------------------------------------------------------------
     def need_store(self) -> ProductStore:
@@ -76,24 +96,38 @@ class Services:
     def estimator(self) -> Estimator | None:
         return estimator_of(self.category)
 
-    def embedders(self) -> Embedders:
-        return Embedders(self.need_image(), self.need_text())
+    def embedders(self, models: Models | None = None) -> Embedders:
+        m = models or self.models  # one read: both models of the same moment
+        if m.image is None:
+            self.need_image()
+        if m.text is None:
+            self.need_text()
+        assert m.image is not None and m.text is not None
+        return Embedders(m.image, m.text)
 
     def writer(self) -> ProductWriter:
         """The core's product write over this process's models, store and classifier."""
-        problem = self.problems.get("category", "not trained")
+        models, problem = self.models, self.problems.get("category", "not trained")
         return ProductWriter(
-            self.settings, self.need_store(), self.embedders(), self.estimator(), estimator_problem=problem
+            self.settings,
+            self.need_store(),
+            self.embedders(models),
+            estimator_of(models.category),
+            estimator_problem=problem,
         )
 
     def refresh_models(self, force: bool = False) -> None:
-        """After a rebuild swapped the live collection: its text model and the new classifier."""
+        """After a rebuild swapped the live collection: its text model and the new classifier, swapped in
+        as one reference under the sync's lock. A text model that cannot load raises a transient
+        ``model_unavailable`` refusal (the next check tries again)."""
         if self.sync is None or self.store is None or self.text is None:
             return
-        reloaded = self.sync.check(self.store, self.text.version, force)
-        if reloaded is not None:
-            self.text = reloaded.text or self.text
-            self.category = reloaded.category or self.category
+        with self.sync.lock:
+            m = self.models
+            assert m.text is not None
+            reloaded = self.sync.check(self.store, m.text.version, force)
+            if reloaded is not None:
+                self.models = replace(m, text=reloaded.text or m.text, category=reloaded.category or m.category)
 
     def check_k(self, k: int) -> None:
         if not 1 <= k <= self.settings.api_max_k:
@@ -115,7 +149,7 @@ class Services:
 
     def delete_product(self, product_id: str) -> None:
         with timed("store", "delete"):
-            found = self.need_store().delete(product_id)
+            found = delete_product(self.need_store(), product_id)  # as of now: a tombstone refuses older writes
         if not found:
             raise UnknownProductError(product_id)
         self.listing.invalidate()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from niteru.embedders import Embedders, load_embedders
-from niteru.model_sync import ModelSync
+from niteru.model_sync import ModelSync, live_text_model
 from niteru.settings import Settings
 from niteru.store import ProductStore, open_store
 from niteru.writes import ProductWriter, estimator_of
@@ -32,6 +32,8 @@ class JobContext:
 
         embedders = load_embedders(settings)
         store = open_store(settings)
+        # The live collection's text model, which CURRENT may not name after a crash (niteru.model_sync).
+        embedders = Embedders(embedders.image, live_text_model(settings, store, embedders.text))
         store.ensure_collection(embedders.dims)
         ctx = cls(settings, embedders, store, sync=ModelSync(settings, store.current_version()))
         try:
@@ -52,13 +54,14 @@ class JobContext:
         until the next rebuild). A store that is down raises ``StoreUnavailableError``."""
         if self.sync is None:
             return
-        reloaded = self.sync.check(self.store, self.embedders.text.version, force=True)
-        if reloaded is None:
-            return
-        if reloaded.text is not None:
-            self.embedders = Embedders(self.embedders.image, reloaded.text)
-        if reloaded.category is not None:
-            self.category = reloaded.category
+        with self.sync.lock:
+            reloaded = self.sync.check(self.store, self.embedders.text.version, force=True)
+            if reloaded is None:
+                return
+            if reloaded.text is not None:
+                self.embedders = Embedders(self.embedders.image, reloaded.text)
+            if reloaded.category is not None:
+                self.category = reloaded.category
 
     def close(self) -> None:
         self.store.close()

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from jobs.context import JobContext
 from jobs.failures import record_failure
+from niteru.products import MAX_VERSION
 from niteru.refusals import Refusal, store_unavailable
 from niteru.settings import Settings
 from niteru.store import StoreUnavailableError
@@ -89,6 +90,7 @@ class ImagesArgs(TaskArgs):
 
 class DeleteArgs(TaskArgs):
     product_id: str
+    version: int | None = Field(None, ge=0, le=MAX_VERSION)  # stamped at submission (None: when it runs)
 
 
 class RebuildArgs(TaskArgs):
@@ -236,7 +238,7 @@ def images(ctx: JobContext, args: ImagesArgs, task_id: str) -> Outcome:
 
 
 def delete(ctx: JobContext, args: DeleteArgs, _: str) -> Outcome:
-    found = ctx.store.delete(args.product_id)
+    found = ctx.writer().delete(args.product_id, args.version)
     return Outcome({"product_id": args.product_id, "status": "deleted" if found else "absent"})
 
 

@@ -6,6 +6,11 @@ products with it against text vectors made by the new one. So each collection's 
 (``models_dir/collections.json``, written *before* the swap) and a process checks now and then (and before
 every write) which collection is live, loading that collection's text model and the current classifier
 when it changed. The check also refreshes the store's own idea of the live collection.
+
+At start-up a process loads the live collection's recorded text model, not blindly ``CURRENT``: a crash
+between a rebuild's swap and its move of ``CURRENT`` (or a rollback) leaves the two apart, across restarts.
+A text model that fails to load is not taken as seen: the next check tries again, and writes are refused
+meanwhile (``model_unavailable``, transient) rather than embedded with a model the collection left.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from embedding.text.artifact import replace_durably
+from niteru.refusals import Refusal
 from niteru.settings import Settings
+from niteru.store.records import StoreUnavailableError
 
 if TYPE_CHECKING:
     from embedding.category import CategoryModel
@@ -40,9 +48,7 @@ def record_text_model(settings: Settings, collection: str, text_version: str) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     known = recorded_text_models(settings)
     known[collection] = text_version
-    tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(known, indent=1))
-    tmp.replace(path)
+    replace_durably(path, json.dumps(known, indent=1))  # durable before the alias moves
 
 
 @dataclass
@@ -59,7 +65,9 @@ class ModelSync:
         self.settings = settings
         self.collection = collection
         self._checked = time.monotonic()
-        self._lock = threading.Lock()
+        # Reentrant: a caller holds it around ``check`` and its swap of the models, so no request sees
+        # half a swap, and ``check`` takes it again.
+        self.lock = threading.RLock()
 
     def due(self) -> bool:
         return time.monotonic() - self._checked >= self.settings.models_refresh_seconds
@@ -68,7 +76,7 @@ class ModelSync:
         """``None`` when nothing changed (or the check is not due); else what to swap in."""
         if not force and not self.due():
             return None
-        with self._lock:  # one reload at a time; a second caller finds the collection already seen
+        with self.lock:  # one reload at a time; a second caller finds the collection already seen
             self._checked = time.monotonic()
             live = store.current_version()
             if live == self.collection:
@@ -76,23 +84,12 @@ class ModelSync:
             reloaded = Reloaded(live)
             wanted = recorded_text_models(self.settings).get(live)
             if wanted is not None and wanted != text_version:
-                reloaded.text = self._load_text(wanted)
+                reloaded.text = load_text(self.settings, wanted)  # raises: the collection stays unseen
             if self.collection is not None:
                 reloaded.category = self._load_category()
             log.info("live collection %s -> %s; text model %s", self.collection, live, wanted or text_version)
             self.collection = live
             return reloaded
-
-    def _load_text(self, version: str) -> TextEmbedder | None:
-        from embedding.text import TextEmbedder, TextError
-        from niteru.model_config import text_config
-
-        config = text_config(self.settings)
-        try:
-            return TextEmbedder(config, config.model_dir / version).load()
-        except TextError as exc:
-            log.error("text model %s of the live collection cannot load: %s", version, exc)
-            return None
 
     def _load_category(self) -> CategoryModel | None:
         from embedding.category import CategoryModelMissingError
@@ -102,3 +99,37 @@ class ModelSync:
             return load_current(self.settings)
         except CategoryModelMissingError:
             return None
+
+
+def load_text(settings: Settings, version: str) -> TextEmbedder:
+    """Text model ``version``; a ``model_unavailable`` refusal (transient) when it cannot load."""
+    from embedding.text import TextEmbedder, TextError
+    from niteru.model_config import text_config
+
+    config = text_config(settings)
+    try:
+        return TextEmbedder(config, config.model_dir / version).load()
+    except TextError as exc:
+        log.error("text model %s of the live collection cannot load (tried again later): %s", version, exc)
+        raise Refusal(
+            "model_unavailable", f"the live collection's text model {version} cannot load: {exc}", transient=True
+        ) from exc
+
+
+def live_text_model(settings: Settings, store: ProductStore, loaded: TextEmbedder) -> TextEmbedder:
+    """At start-up: the text model the live collection was built with, when it is recorded and is not
+    ``loaded`` (``CURRENT``'s); ``loaded`` when there is no collection yet or no record of it."""
+    try:
+        live = store.current_version()
+    except StoreUnavailableError:
+        return loaded
+    wanted = recorded_text_models(settings).get(live)
+    if wanted is None or wanted == loaded.version:
+        return loaded
+    log.warning(
+        "text model %s is current but the live collection %s was built with %s: loading that",
+        loaded.version,
+        live,
+        wanted,
+    )
+    return load_text(settings, wanted)

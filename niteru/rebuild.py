@@ -9,7 +9,12 @@ collection, check it, and swap the alias to it atomically; ``rollback`` swaps ba
    repeated until a pass finds nothing, the last pass and the swap under the store's lock (in one
    process nothing can slip in between);
 5. check (same count as live, smoke queries answer), swap the alias, make the new text model and
-   classifier current, keep the previous collection for ``rollback`` and drop older ones.
+   classifier current, keep the previous collection for ``rollback`` and drop older ones;
+6. re-sync: other processes (workers on a Qdrant server) may still have written to the old collection
+   during the last catch-up and the swap. What they wrote there is carried over, unless the product was
+   written in the new collection since the swap (that write is later). A write landing in the old
+   collection after this re-sync is made again by its writer, which reads the alias after every write
+   (``ProductStore.upsert``/``delete``): the two together lose no acknowledged write.
 
 Only one rebuild at a time: an exclusive lock file in the data folder (freed by the kernel when its process
 dies) and, with a Qdrant server (several hosts may run workers), a Redis lock on the broker that expires
@@ -162,6 +167,7 @@ def rebuild(
         record_text_model(settings, new, staged.name)  # before the swap: see niteru.model_sync
         with store.exclusive():  # the last catch-up and the swap: no write of this process between them
             caught += _catch_up(store, target, text, 1)
+            at_switch = _signatures(target)  # only the rebuild has written to it so far
             store.switch(new)
         old_text = resolve(staged.parent).name if (staged.parent / CURRENT).is_file() else None
         set_current(staged.parent, staged.name)
@@ -169,6 +175,8 @@ def rebuild(
             save_category_model(classifier, category_dir(settings))
         if old_text is not None and previous not in recorded_text_models(settings):
             record_text_model(settings, previous, old_text)
+        # After the model files (quick, local): a re-sync that fails must not leave them behind the swap.
+        caught += _resync(store.pinned(previous), target, at_switch, text)
         dropped = [v for v in store.versions() if v not in (previous, new)]
         for v in dropped:
             store.drop(v)
@@ -194,6 +202,25 @@ def _catch_up(live: ProductStore, target: ProductStore, text: TextEmbedder, pass
         if not changed and not gone:
             break
     return total
+
+
+def _resync(old: ProductStore, new: ProductStore, at_switch: dict[str, str], text: TextEmbedder) -> int:
+    """Carry over what other processes wrote to ``old`` after the last catch-up (see step 6): products
+    whose state differs between the two collections, where ``new`` still holds what the rebuild put there
+    (``at_switch``); a product written in ``new`` since the swap keeps that later write."""
+    then, now = _signatures(old), _signatures(new)
+    untouched = [pid for pid in {*then, *now} if now.get(pid) == at_switch.get(pid) and then.get(pid) != now.get(pid)]
+    changed = [pid for pid in untouched if pid in then]
+    for i in range(0, len(changed), 256):
+        points = [p for pid in changed[i : i + 256] if (p := old.get(pid, with_vectors=True)) is not None]
+        if points:
+            new.upsert(_with_text(points, text))
+    for pid in untouched:
+        if pid not in then:
+            new.delete(pid)
+    if untouched:
+        log.info("rebuild: %d products written to the old collection during the swap carried over", len(untouched))
+    return len(untouched)
 
 
 def _check(live: ProductStore, target: ProductStore) -> None:

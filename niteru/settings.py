@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         "products", description="Alias the service reads and writes through; it points at a versioned collection."
     )
     qdrant_timeout: float = Field(10.0, gt=0, description="Seconds one Qdrant server call may take.")
+    # --- delete tombstones (niteru/store/tombstones.py) ---
+    tombstone_ttl: float = Field(
+        3 * 24 * 3600.0,
+        gt=0,
+        description="Seconds a deleted product's tombstone refuses older writes still in flight (default 3 days).",
+    )
     store_batch_size: int = Field(128, ge=1, le=10_000, description="Products embedded and upserted per batch.")
     demo_products: int = Field(
         3000, ge=1, description="How many catalog-dev products `make demo` ingests (a stratified sample)."

@@ -110,6 +110,10 @@ class ProductWriter:
             raise result
         return result
 
+    def delete(self, product_id: str, version: int | None = None) -> bool:
+        """Delete a product as of ``version`` (None: now); see ``delete_product``."""
+        return delete_product(self.store, product_id, version)
+
     def write_many(self, items: Sequence[ProductWrite]) -> list[WriteOutcome]:
         """A result or a refusal per item, in order; only a store that is down raises."""
         return self.commit(self.prepare(items))
@@ -262,6 +266,14 @@ class ProductWriter:
                 (best, _), *_ = self.estimator(point.vectors.get("image"), point.vectors.get("text"))
             update = {"category": best, "category_estimated": True}
         return ProductPoint(point.product.model_copy(update=update), point.vectors)
+
+
+def delete_product(store: ProductStore, product_id: str, version: int | None = None) -> bool:
+    """The one delete (the API's DELETE, the delete task): as of ``version`` (None: now), leaving a
+    tombstone so that a write of an older version still in flight is refused as stale. True when the
+    product existed. Needs no model, so the API deletes with the models missing."""
+    check_product_id(product_id)
+    return store.delete(product_id, now_version() if version is None else version)
 
 
 def _superseded(items: Sequence[ProductWrite], indices: list[int]) -> list[int]:

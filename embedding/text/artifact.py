@@ -87,10 +87,31 @@ class TextArtifact:
 
 
 def set_current(out_dir: Path, version: str) -> None:
-    fd, name = tempfile.mkstemp(prefix=".CURRENT-", dir=out_dir)
+    """Point ``CURRENT`` at ``version``, durably: the model's files, then the pointer and its folder reach
+    the disk, so a crash never leaves a pointer to a model that is not (wholly) there."""
+    for path, _, files in os.walk(out_dir / version):
+        for name in files:
+            _fsync(os.path.join(path, name))  # noqa: PTH118 (os.walk gives str)
+    replace_durably(out_dir / CURRENT, version + "\n")
+
+
+def replace_durably(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` atomically (temporary file, fsync, rename, fsync of the folder)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(version + "\n")
-    Path(name).replace(out_dir / CURRENT)
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    Path(name).replace(path)
+    _fsync(str(path.parent))
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def resolve(model_dir: Path) -> Path:

@@ -12,6 +12,7 @@ from niteru.settings import Settings
 from niteru.store.base import ProductStore
 from niteru.store.records import (
     VECTOR_NAMES,
+    CollectionMovedError,
     Hit,
     ProductPoint,
     SearchFilter,
@@ -36,6 +37,7 @@ def open_store(settings: Settings) -> ProductStore:
 
 __all__ = [
     "VECTOR_NAMES",
+    "CollectionMovedError",
     "Fusion",
     "Hit",
     "ProductPoint",

@@ -27,6 +27,7 @@ from niteru.store.primitives import EnginePrimitives
 
 # The value types are re-exported here: callers import them from ``niteru.store`` or from this module.
 from niteru.store.records import VECTOR_NAMES as VECTOR_NAMES
+from niteru.store.records import CollectionMovedError as CollectionMovedError
 from niteru.store.records import Hit as Hit
 from niteru.store.records import ProductPoint as ProductPoint
 from niteru.store.records import SearchFilter as SearchFilter
@@ -36,6 +37,7 @@ from niteru.store.records import StoreUnavailableError as StoreUnavailableError
 from niteru.store.records import UnknownCollectionError as UnknownCollectionError
 from niteru.store.records import UpsertOutcome as UpsertOutcome
 from niteru.store.records import to_hits, to_points, to_row
+from niteru.store.tombstones import Tombstones, at_most, merged
 from niteru.store.upsert import conditional_upsert, newest_per_product
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class ProductStore(EnginePrimitives):
         self.settings = settings
         self.alias = settings.store_alias
         self._pinned: str | None = None  # a view of one versioned collection (``pinned``)
+        self.tombstones = Tombstones(self, self.alias, settings.tombstone_ttl)  # shared with pinned views
 
     # --- collection and alias ------------------------------------------------------------------------
     @property
@@ -121,11 +124,34 @@ class ProductStore(EnginePrimitives):
             log.info("created collection %s behind alias %s (%s)", name, self.alias, dict(dims))
 
     # --- writes ----------------------------------------------------------------------------------------
+    # Every write ends by reading the alias again. When it moved meanwhile (a rebuild's swap, by another
+    # process: in this one the lock holds swaps off), the write went to a collection that no longer serves:
+    # a delete is made again in the live one; an upsert is not acknowledged (``CollectionMovedError``, a
+    # transient error) because its text vector may be of the model the live collection left: its caller
+    # refreshes its models and retries. With the rebuild's re-sync of the old collection after its swap
+    # (``niteru.rebuild``), every acknowledged write reaches the live collection, whichever process made it.
     def upsert(self, points: Sequence[ProductPoint]) -> UpsertOutcome:
         """Idempotent write; a point whose stored ``image_version`` is newer is left alone (stale)."""
         latest = newest_per_product(points)
         if not latest:
             return UpsertOutcome()
+        version, outcome = self._upsert_into(latest)
+        moved = self._moved_from(version)
+        if moved is not None:
+            raise CollectionMovedError(
+                f"the live collection changed from {version} to {moved} during this write (a rebuild's swap); "
+                "nothing was acknowledged: retry"
+            )
+        return outcome
+
+    def _moved_from(self, version: str) -> str | None:
+        """The live collection when the alias no longer points at ``version`` (a pinned view: never)."""
+        if self._pinned is not None:
+            return None
+        live = self._alias_target(refresh=True)
+        return live if live is not None and live != version else None
+
+    def _upsert_into(self, latest: dict[str, ProductPoint]) -> tuple[str, UpsertOutcome]:
         with self.lock:  # this process cannot move the alias meanwhile
             version = self.collection
             for p in latest.values():
@@ -133,23 +159,41 @@ class ProductStore(EnginePrimitives):
 
             def stored(product_ids: list[str]) -> dict[str, int]:
                 found = self._fields(version, product_ids, "image_version")
-                return {p: int(f["image_version"]) for p, f in found.items()}
+                points = {p: int(f["image_version"]) for p, f in found.items()}
+                return merged(points, self.tombstones.versions(product_ids))
 
             def write(chosen: Sequence[ProductPoint], floor: int) -> None:
                 self._write(version, [to_row(p) for p in chosen], version_at_most(floor))
 
             outcome = conditional_upsert(latest, stored, write)
+            # A delete that came between this write's read and its write: remove what it put back.
+            for pid, d in self.tombstones.versions(outcome.stale).items():
+                self._delete(version, at_most(pid, d))
         self._wrote(version, len(outcome.written))
-        return outcome
+        return version, outcome
 
-    def delete(self, product_id: str) -> bool:
-        """True when the product existed."""
+    def delete(self, product_id: str, version: int | None = None) -> bool:
+        """True when the product existed (not newer than ``version``). With ``version``: a tombstone
+        refuses older writes in flight (``tombstones.py``), a newer stored image is kept. Without: no
+        tombstone, the point goes (a rebuild copying a delete that already left one)."""
+        if version is not None:
+            with self.lock:
+                self.tombstones.record(product_id, version)
+        collection, found = self._delete_from(None, product_id, version)
+        while (moved := self._moved_from(collection)) is not None:
+            collection, again = self._delete_from(moved, product_id, version)
+            found = found or again
+        return found
+
+    def _delete_from(self, collection: str | None, product_id: str, version: int | None) -> tuple[str, bool]:
         with self.lock:
-            version = self.collection
-            if not self._retrieve(version, [point_id(product_id)], False, False):
-                return False
-            self._delete(version, point_id(product_id))
-        return True
+            collection = collection or self.collection
+            found = self._fields(collection, [product_id], "image_version")
+            if product_id not in found:
+                return collection, False
+            newest = int(found[product_id]["image_version"]) if version is None else version
+            self._delete(collection, at_most(product_id, newest))
+            return collection, int(found[product_id]["image_version"]) <= newest
 
     # --- reads -----------------------------------------------------------------------------------------
     def get(self, product_id: str, with_vectors: bool = False) -> ProductPoint | None:

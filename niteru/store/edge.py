@@ -89,8 +89,8 @@ class EdgeProductStore(ProductStore):
         points = [qe.Point(i, v, p) for i, v, p in rows]
         self.shards.apply(version, qe.UpdateOperation.upsert_points(points, condition=to_filter(condition)))
 
-    def _delete(self, version: str, point: str) -> None:
-        self.shards.apply(version, _qe().UpdateOperation.delete_points([point]))
+    def _delete(self, version: str, condition: Conditions) -> None:
+        self.shards.apply(version, _qe().UpdateOperation.delete_points_by_filter(to_filter(condition)))
 
     def _wrote(self, version: str, n: int) -> None:
         self.shards.wrote(version, n)

@@ -16,6 +16,8 @@ import contextlib
 import fcntl
 import json
 import os
+import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,32 @@ def write_state(root: Path, state: EdgeState) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Every file and folder under ``folder`` on disk (a shard copy, before the state file names it)."""
+    for path, _, files in os.walk(folder):
+        for name in [*files, "."]:
+            fd = os.open(os.path.join(path, name), os.O_RDONLY)  # noqa: PTH118 (os.walk gives str)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+SHARD_DIR = re.compile(r".+\.\d+")
+
+
+def remove_orphans(root: Path, state: EdgeState) -> list[str]:
+    """Remove shard folders the state file does not name: copies an index build left when its process
+    died before the swap, or a collection created just before a crash. Only the owner calls this."""
+    live = set(state.dirs.values())
+    removed = []
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        if entry.is_dir() and SHARD_DIR.fullmatch(entry.name) and entry.name not in live:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
 
 
 def disk_bytes(root: Path) -> int:

@@ -6,15 +6,18 @@ Index build (``build_index``): under the lock the shard is flushed and its folde
 fall between the two); a child process loads the copy and runs Edge's ``optimize`` (it holds the GIL,
 so in this process it would stall every query for the whole build); writes meanwhile go to the live
 shard and to a journal; then, under the lock, the copy is opened, the journal replayed on it, and it
-replaces the live shard (state file first, then the in-memory reference). Readers never wait.
+replaces the live shard (copy fsynced, state file, then the in-memory reference). Readers never wait:
+every call on a shard holds a lease on it (``edge_leases``), and the replaced shard closes when the last
+call using it ends. The child process dies with this one, and shard folders the state file does not
+name (a crash during a build) are removed when the store opens.
 ``phase``/``wait_phase`` tell where a build is (copying, indexing, or serving) without polling.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -24,12 +27,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from niteru.settings import Settings
-from niteru.store.edge_layout import OwnerLock, next_dir, read_state, write_state
+from niteru.store.edge_layout import OwnerLock, fsync_tree, next_dir, read_state, remove_orphans, write_state
+from niteru.store.edge_leases import ShardHandle, ShardLeases
 from niteru.store.records import StoreError, StoreUnavailableError, UnknownCollectionError
 
 log = logging.getLogger(__name__)
-# A replaced shard stays open this long, so a read that picked it up just before the swap completes.
-RETIRE_AFTER_S = 2.0
 # Edge's default optimizer indexing threshold (KB of vectors in a segment): Qdrant's 10,000 KB.
 EDGE_DEFAULT_INDEXING_THRESHOLD_KB = 10_000
 
@@ -45,8 +47,9 @@ class EdgeShards:
         self.owner = OwnerLock(self.root)
         self.owner.acquire()
         self.state = read_state(self.root)
+        remove_orphans(self.root, self.state)
         self.lock = threading.RLock()
-        self._open: dict[str, Any] = {}
+        self._leases = ShardLeases(self._load)
         self._journals: dict[str, list[Any]] = {}
         self._builds: dict[str, threading.Thread] = {}
         self._errors: dict[str, BaseException] = {}
@@ -61,20 +64,24 @@ class EdgeShards:
 
     # --- shards ------------------------------------------------------------------------------------------
     def get(self, version: str) -> Any:
-        shard = self._open.get(version)
-        if shard is not None:
-            return shard
+        """A handle on ``version``'s shard: each call runs on the shard serving at that moment."""
+        if self._closed:
+            raise StoreUnavailableError(f"the store {self.root} is closed")
+        if version not in self._leases.open:
+            self._load(version)
+        return ShardHandle(self._leases, version)
+
+    def _load(self, version: str) -> None:
         with self.lock:
             if self._closed:
                 raise StoreUnavailableError(f"the store {self.root} is closed")
-            if version not in self._open:
+            if version not in self._leases.open:
                 folder = self.state.dirs.get(version)
                 if folder is None:
                     raise UnknownCollectionError(f"no collection {version!r} in {self.root}")
                 import qdrant_edge as qe
 
-                self._open[version] = qe.EdgeShard.load(str(self.root / folder))
-            return self._open[version]
+                self._leases.replace(version, qe.EdgeShard.load(str(self.root / folder)), None)
 
     def create(self, version: str, dims: Mapping[str, int]) -> Any:
         import qdrant_edge as qe
@@ -86,10 +93,11 @@ class EdgeShards:
         )
         with self.lock:
             folder = next_dir(self.root, version, None)
-            self._open[version] = qe.EdgeShard.create(str(self.root / folder), config)
+            shard = qe.EdgeShard.create(str(self.root / folder), config)
+            self._leases.replace(version, shard, None)
             self.state.dirs[version] = folder
             write_state(self.root, self.state)
-            return self._open[version]
+            return shard
 
     def dims(self, version: str) -> dict[str, int]:
         """Vector sizes of ``version`` (read once from the shard's own config file)."""
@@ -113,11 +121,7 @@ class EdgeShards:
         with self.lock:
             folder = self.state.dirs.pop(version, None)
             write_state(self.root, self.state)
-            shard = self._open.pop(version, None)
-            if shard is not None:
-                shard.close()
-            if folder is not None:
-                shutil.rmtree(self.root / folder, ignore_errors=True)
+            self._leases.retire(version, None if folder is None else self.root / folder)
 
     def apply(self, version: str, operation: Any) -> None:
         """Apply an update (the caller holds ``lock``); journal it while the version's index is building."""
@@ -202,27 +206,30 @@ class EdgeShards:
                 shutil.copytree(self.root / self.state.dirs[version], self.root / copy_dir)
                 self._journals[version] = []
                 self._set_phase(version, "indexing")
-            cmd = [sys.executable, "-m", "niteru.store.edge_index", str(self.root / copy_dir)]
+            # The child dies with this process (it is told our pid: see edge_index) rather than
+            # outliving a crash and writing into a folder nobody will use.
+            cmd = [sys.executable, "-m", "niteru.store.edge_index", str(self.root / copy_dir), str(os.getpid())]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise IndexBuildError(done.stderr.strip()[-2000:] or f"exit status {done.returncode}")
+            fsync_tree(self.root / copy_dir)  # outside the lock: the bulk of the copy reaches the disk here
             import qdrant_edge as qe
 
             with self.lock:
                 fresh = qe.EdgeShard.load(str(self.root / copy_dir))
                 for operation in self._journals.pop(version, []):
                     fresh.update(operation)
+                fresh.flush()
+                # Durable before the state file names it: a crash after the switch must find the copy whole,
+                # with the writes acknowledged during the build.
+                fsync_tree(self.root / copy_dir)
                 old_dir = self.state.dirs[version]
                 self.state.dirs[version] = copy_dir
                 write_state(self.root, self.state)
-                old, self._open[version] = self._open.get(version), fresh
+                self._leases.replace(version, fresh, self.root / old_dir)
                 self._set_phase(version, None)
             copy_dir = None  # it is the live shard now
             log.info("edge index of %s built in %.1f s (%s)", version, time.perf_counter() - t0, fresh.info())
-            time.sleep(RETIRE_AFTER_S)
-            if old is not None:
-                old.close()
-            shutil.rmtree(self.root / old_dir, ignore_errors=True)
         except BaseException as exc:  # recorded for a waiting caller; a background build only logs
             self._errors[version] = exc
             log.exception("edge index build of %s failed; the live shard keeps serving", version)
@@ -237,9 +244,6 @@ class EdgeShards:
         for version in list(self._builds):
             self._wait_build(version)
         with self.lock:
-            for shard in self._open.values():
-                with contextlib.suppress(Exception):  # already closed by a swap
-                    shard.close()
-            self._open.clear()
+            self._leases.close_all()
             self._closed = True
             self.owner.release()

@@ -65,7 +65,8 @@ class EnginePrimitives(ABC):
         """Upsert; an existing point is replaced only where it meets ``condition``, a new one is inserted."""
 
     @abstractmethod
-    def _delete(self, version: str, point: str) -> None: ...
+    def _delete(self, version: str, condition: Conditions) -> None:
+        """Delete the points that meet ``condition``."""
 
     def _wrote(self, version: str, n: int) -> None:  # noqa: B027 (optional: most engines count nothing)
         """Told after each upsert (an engine that indexes after so many writes counts them)."""

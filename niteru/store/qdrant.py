@@ -143,9 +143,10 @@ class QdrantProductStore(ProductStore):
         with self._call():
             self.client.upsert(version, structs, wait=True, update_filter=to_filter(condition))
 
-    def _delete(self, version: str, point: str) -> None:
+    def _delete(self, version: str, condition: Conditions) -> None:
+        selector = models.FilterSelector(filter=to_filter(condition))
         with self._call():
-            self.client.delete(version, points_selector=models.PointIdsList(points=[point]), wait=True)
+            self.client.delete(version, points_selector=selector, wait=True)
 
     # --- health, lifecycle -----------------------------------------------------------------------------
     def ping(self) -> None:

@@ -37,6 +37,11 @@ class StoreUnavailableError(StoreError):
     """The store cannot be reached (server down, embedded folder locked by another process)."""
 
 
+class CollectionMovedError(StoreUnavailableError):
+    """The alias moved to another collection while a write ran (another process's rebuild swapped it):
+    the write is not acknowledged; retry it after refreshing the models (transient, like a store down)."""
+
+
 class StoreSchemaError(StoreError):
     """The stored collection does not fit the models (a vector size changed): rebuild it."""
 

@@ -6,6 +6,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 from niteru.store.records import ProductPoint, UpsertOutcome
 
+# Rounds of rewriting items a concurrent write overtook: each round is one conditional write per item, and
+# only a writer storing a yet newer version in between can cause another round.
+RETRIES = 3
+
 
 def newest_per_product(points: Sequence[ProductPoint]) -> dict[str, ProductPoint]:
     """A product twice in one batch: its newest image wins (the later one on a tie)."""
@@ -40,6 +44,16 @@ def conditional_upsert(
             if before.get(p.product.product_id, -1) > floor:
                 write([p], p.product.image_version)
     after = stored_versions(list(latest))
+    # The bulk condition is the batch's lowest version: a concurrent write of a version between that and
+    # an item's own made the engine refuse the item although it is newer. Such items are written again,
+    # each with its own version as the condition, until the read-back holds them or something newer.
+    for _ in range(RETRIES):
+        behind = [p for pid, p in latest.items() if after.get(pid, -1) < p.product.image_version]
+        if not behind:
+            break
+        for p in behind:
+            write([p], p.product.image_version)
+        after = stored_versions(list(latest))
     outcome = UpsertOutcome()
     for pid, p in latest.items():
         (outcome.written if after.get(pid) == p.product.image_version else outcome.stale).append(pid)
