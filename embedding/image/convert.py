@@ -125,7 +125,7 @@ def convert(
     import tensorflow as tf
 
     from embedding.image.keras_net import feature_model
-    from embedding.image.runtime import to_network_input
+    from embedding.image.network_io import to_network_input
 
     weights = require_weights(include_top=False)
     weights_sha = sha256_file(weights)  # before converting: a change meanwhile makes the file refused

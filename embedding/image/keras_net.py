@@ -24,8 +24,10 @@ def feature_model(block: int, size: int = 224) -> Any:
 
     from embedding.image.weights import require_weights
 
-    require_weights(include_top=False)
-    base = keras.applications.MobileNet(input_shape=(size, size, 3), alpha=1.0, include_top=False, weights="imagenet")
+    # The file by path, not weights="imagenet": Keras fixes its cache folder when first imported, and the
+    # conversion must read the very file whose checksum it records.
+    path = require_weights(include_top=False)
+    base = keras.applications.MobileNet(input_shape=(size, size, 3), alpha=1.0, include_top=False, weights=str(path))
     features = base.get_layer(f"conv_pw_{block}_relu").output
     pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
     return keras.Model(base.input, pooled, name=f"mobilenet_block{block}")

@@ -22,8 +22,8 @@ import numpy as np
 
 from embedding.image.config import ImageConfig
 from embedding.image.errors import ImageError
+from embedding.image.network_io import l2_normalize, to_network_input
 from embedding.image.preprocess import ImageSource, prepare_image
-from embedding.image.runtime import l2_normalize, to_network_input
 
 log = logging.getLogger(__name__)
 
