@@ -1,9 +1,9 @@
 """Running the converted MobileNet on LiteRT (``ai-edge-litert``, XNNPACK): what serving processes use.
 
 Imports only numpy and LiteRT, never TensorFlow. The network's input side is fixed at conversion; its batch
-side is set here, once per batch shape: each shape in ``BATCH_SHAPES`` gets its own interpreter, resized
-and allocated at load, so no call ever re-allocates. A batch of n images is run as the largest shapes
-that fit, then smaller ones, never padded (padding would compute images nobody asked for).
+side is set here, once per batch shape: each shape (``BATCH_SHAPES`` by default) gets its own interpreter,
+resized and allocated at load, so no call ever re-allocates. A batch of n images is run as the largest
+shapes that fit, then smaller ones, never padded (padding would compute images nobody asked for).
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import numpy as np
 
 from embedding.image.config import ImageConfig
 
-# The batch sizes an interpreter is prepared for. XNNPACK's images/s hardly depends on the batch on this
-# network, while each larger shape holds a larger activation arena: 1 for a query photo, 8 for the rest.
-BATCH_SHAPES = (1, 8)
+# The batch sizes an interpreter is prepared for. XNNPACK's images/s on this network is the same at batch 1
+# as at 8 or 32, while every further shape costs its own interpreter: its own packed copy of the weights and
+# a larger activation arena (bench/image_throughput.py measures both). So one shape: a batch runs as
+# single-image calls, with no padding and no re-allocation.
+BATCH_SHAPES: tuple[int, ...] = (1,)
 
 
 def split(n: int, shapes: tuple[int, ...]) -> list[int]:
@@ -32,7 +34,7 @@ def split(n: int, shapes: tuple[int, ...]) -> list[int]:
 class LiteRTForward:
     """One interpreter per batch shape; calls are serialised (an interpreter is not re-entrant)."""
 
-    def __init__(self, config: ImageConfig) -> None:
+    def __init__(self, config: ImageConfig, shapes: tuple[int, ...] = BATCH_SHAPES) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         from embedding.image.convert import check
@@ -41,7 +43,9 @@ class LiteRTForward:
         model = path.read_bytes()
         threads = config.threads or os.cpu_count() or 1
         self.size = config.size
-        self.shapes = BATCH_SHAPES
+        if 1 not in shapes:
+            raise ValueError(f"batch shapes {shapes} must include 1, so that any batch adds up")
+        self.shapes = shapes
         self._interpreters = {}
         for shape in self.shapes:
             interpreter = Interpreter(model_content=model, num_threads=threads)
