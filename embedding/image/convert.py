@@ -12,7 +12,9 @@ Checking needs only the standard library; converting (``convert``) imports Tenso
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -143,7 +145,8 @@ def convert(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    data: bytes = converter.convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints its whole export signature on stdout
+        data: bytes = converter.convert()
     path = model_path(block, size, precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = ConvertedMeta(
