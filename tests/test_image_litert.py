@@ -32,6 +32,8 @@ def test_litert_vectors_match_keras_on_catalog_images(catalog_dir: Path) -> None
     cosines = np.sum(lite.vectors * keras.vectors, axis=1)
     assert cosines.min() >= 0.9999, cosines.min()
     assert MobileNetEmbedder().version == "mobilenet_v1_1.0_224-imagenet-block13-pad"  # stored hashes stay valid
+    # int8 vectors differ: they are named apart, so a store never mixes them with fp32 ones
+    assert MobileNetEmbedder(ImageConfig(precision="int8")).version.endswith("-pad-int8")
 
 
 def test_converted_with_top_model_classifies_imagenet_photos() -> None:
