@@ -16,6 +16,7 @@ catch up, check, swap.
 
     python bench/jobs_throughput.py                      # 600 products, 3 runs, batches of 32
     python bench/jobs_throughput.py --skip-rebuild --products 200 --runs 1
+    python bench/jobs_throughput.py --skip-rebuild --setups 1xB       # batched, one worker
 """
 
 from __future__ import annotations
@@ -143,13 +144,18 @@ def main() -> None:
     parser.add_argument("--rebuild-data", type=Path, default=ROOT / "data" / "full")
     parser.add_argument("--rebuild-runs", type=int, default=3)
     parser.add_argument("--skip-rebuild", action="store_true")
+    parser.add_argument(
+        "--setups", default="1x1,1xB,2x1,2xB", help="worker processes x items per task (B: --batch), comma-separated"
+    )
     args = parser.parse_args()
+    setups = [tuple(int(x.replace("B", str(args.batch))) for x in s.split("x")) for s in args.setups.split(",")]
+    args.load_before = os.getloadavg()
     catalog = Settings().catalog_dir
     rows_out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="niteru-jobs-bench-") as tmp:
         work = Path(tmp)
         base, rest = base_store(catalog, work, args.base)
-        for workers, batch in ((1, 1), (1, args.batch), (2, 1), (2, args.batch)):
+        for workers, batch in setups:
             runs = []
             for r in range(args.runs):
                 sample = rest[r * args.products : (r + 1) * args.products]  # fresh products every run
@@ -172,7 +178,9 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], rebuilds: list[
     machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
     lines = [
         f"Machine: {machine}; {args.products} real catalog-dev products per run, median of {args.runs} runs; "
-        f"store holding {args.base} products; Redis broker on localhost.",
+        f"store holding {args.base} products; Redis broker on localhost; load average "
+        f"{args.load_before[0]:.2f} / {args.load_before[1]:.2f} / {args.load_before[2]:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after (the machine is shared).",
         "",
         "| worker processes | task | products/s | failed |",
         "|---:|---|---:|---:|",

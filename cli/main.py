@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.experiments import experiments_app
 from cli.store import store_app
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from niteru.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="niteru: similar products by image and text.")
 
@@ -21,11 +26,41 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
 
 
 @app.command()
-def weights(force: Annotated[bool, typer.Option(help="Rebuild even when present.")] = False) -> None:
-    """Prepare MobileNet ImageNet weights where Keras looks for them (no model hub needed)."""
+def weights(
+    force: Annotated[bool, typer.Option(help="Rebuild and convert again even when present.")] = False,
+    int8: Annotated[
+        bool, typer.Option(help="Also convert the int8 model (default: when NITERU_IMAGE_PRECISION=int8).")
+    ] = False,
+    calibration: Annotated[int, typer.Option(help="Catalog images to calibrate the int8 model on.")] = 256,
+) -> None:
+    """Prepare MobileNet ImageNet weights where Keras looks for them (no model hub needed), and convert
+    every block to LiteRT beside them (the service runs those)."""
+    from embedding.image.convert import convert, convert_missing, is_current
     from embedding.image.weights import prepare_weights
+    from niteru.settings import get_settings
 
+    settings = get_settings()
     typer.echo(prepare_weights(force=force))
+    for path in convert_missing(settings.image_size, force=force):
+        typer.echo(path)
+    if int8 or settings.image_precision == "int8":
+        block, size = settings.image_block, settings.image_size
+        if force or not is_current(block, size, "int8"):
+            typer.echo(convert(block, size, "int8", calibration_images(settings, calibration)))
+
+
+def calibration_images(settings: Settings, n: int) -> np.ndarray:
+    """A stratified sample of the catalog's images, prepared as the service prepares them."""
+    import numpy as np
+
+    from embedding.image import prepare_image
+    from niteru.catalog import read_catalog, stratified_sample
+
+    rows = stratified_sample(read_catalog(settings.catalog_dir), n)
+    c = settings
+    return np.stack(
+        [prepare_image(r.image_path(settings.catalog_dir), size=c.image_size, resize=c.image_resize) for r in rows]
+    )
 
 
 @app.command("image-neighbours")

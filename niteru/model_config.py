@@ -25,8 +25,8 @@ def image_config(settings: Settings) -> ImageConfig:
         max_pixels=s.image_max_pixels,
         min_side=s.image_min_side,
         max_bytes=s.image_max_bytes,
-        intra_op_threads=s.tf_intra_op_threads,
-        inter_op_threads=s.tf_inter_op_threads,
+        threads=s.image_threads,
+        precision=s.image_precision,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from embedding.image.config import ResizeMode
+from embedding.image.config import Precision, ResizeMode
 from niteru.fusion import Fusion
 
 # Settings renamed because they were never Qdrant-server-only (they drive the Edge engine too): the old
@@ -51,16 +51,20 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=32,
-        description="Threads decoding the next batch while the model runs; 0 decodes inline (faster on 2 cores "
-        "with small images, see bench/image_throughput.py).",
+        description="Threads decoding the next batch while the model runs; 0 decodes inline (no slower on 2 "
+        "cores with catalog images, see bench/image_throughput.py).",
     )
     image_max_pixels: int = Field(
         40_000_000, description="Decompression-bomb guard: refuse images with more pixels than this."
     )
     image_min_side: int = Field(8, ge=1, description="Refuse images whose shorter side is below this.")
     image_max_bytes: int = Field(10 * 1024 * 1024, description="Largest encoded image accepted.")
-    tf_intra_op_threads: int = Field(0, ge=0, description="TensorFlow intra-op threads (0: all cores).")
-    tf_inter_op_threads: int = Field(1, ge=0, description="TensorFlow inter-op threads.")
+    image_threads: int = Field(0, ge=0, le=64, description="Threads of one image forward pass (0: all cores).")
+    image_precision: Precision = Field(
+        "fp32",
+        description="Converted image model that serves: fp32, or int8 (full-integer, calibrated on catalog "
+        "images by `niteru weights`; see docs/models.md for its speed and neighbour overlap).",
+    )
 
     # --- text vectors (fastText skip-gram + SCDV, embedding/text) ----------------------------------
     text_data_dir: Path = Field(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything niteru needs on a fresh machine: a virtualenv with the project and its dev tools,
-# and the MobileNet ImageNet weights where Keras looks for them. Idempotent: a second run is quick.
+# and the MobileNet ImageNet weights where Keras looks for them, converted to LiteRT beside them (what the
+# API and the worker run: ai-edge-litert is a main dependency). Idempotent: a second run is quick.
 # Used by the Makefile (README quick start, CI) and by docker/Dockerfile, so the steps cannot drift.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -13,7 +13,13 @@ from niteru.settings import Settings
 # Settings named like a model's that belong to something else (fetching image URLs, the benchmark corpora).
 NOT_MODEL_SETTINGS = {"image_fetch_timeout", "image_fetch_allow_hosts", "text_data_dir"}
 # Values to change a setting to where adding one would not be valid.
-OTHER_VALUE = {"image_block": 11, "image_resize": "crop", "text_gmm_covariance": "tied", "text_lr": 0.5}
+OTHER_VALUE = {
+    "image_block": 11,
+    "image_resize": "crop",
+    "image_precision": "int8",
+    "text_gmm_covariance": "tied",
+    "text_lr": 0.5,
+}
 
 
 def test_the_defaults_agree() -> None:
@@ -23,11 +29,9 @@ def test_the_defaults_agree() -> None:
 
 
 def test_every_model_setting_reaches_its_config(tmp_path: Path) -> None:
-    """Change each image_/tf_/text_ model setting in turn: the configs change each time, none is dropped."""
+    """Change each image_/text_ model setting in turn: the configs change each time, none is dropped."""
     base = Settings(_env_file=None, data_dir=tmp_path)
-    names = [
-        n for n in Settings.model_fields if n.startswith(("image_", "tf_", "text_")) and n not in NOT_MODEL_SETTINGS
-    ]
+    names = [n for n in Settings.model_fields if n.startswith(("image_", "text_")) and n not in NOT_MODEL_SETTINGS]
     # one setting per config field, model_dir aside (it comes from data_dir)
     assert len(names) == len(fields(ImageConfig)) + len(fields(TextConfig)) - 1
     configs = (image_config(base), text_config(base))

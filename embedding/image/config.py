@@ -11,6 +11,8 @@ from typing import Literal
 
 # How a non-square image becomes square: pad (letterbox on white), crop (centre crop) or stretch.
 ResizeMode = Literal["pad", "crop", "stretch"]
+# Arithmetic of the converted network: float32, or full-integer int8 calibrated on catalog images.
+Precision = Literal["fp32", "int8"]
 
 
 @dataclass(frozen=True)
@@ -25,5 +27,5 @@ class ImageConfig:
     max_pixels: int = 40_000_000  # decompression-bomb guard, checked on the header
     min_side: int = 8  # shorter side below this is refused
     max_bytes: int = 10 * 1024 * 1024  # largest encoded image accepted
-    intra_op_threads: int = 0  # TensorFlow's intra-op pool (0: all cores)
-    inter_op_threads: int = 1  # TensorFlow's inter-op pool
+    threads: int = 0  # threads of one forward pass (0: all cores)
+    precision: Precision = "fp32"  # which converted LiteRT model serves

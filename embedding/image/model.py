@@ -4,23 +4,25 @@ The network is Keras's ``MobileNet(alpha=1.0, include_top=False)`` with ImageNet
 pointwise block (the final one by default) and global-average pooled: a float32 vector per image,
 L2-normalised so that a dot product is the cosine similarity.
 
-Speed: the forward pass runs in one ``tf.function`` traced for a fixed batch shape (short batches are
-padded), so TensorFlow never retraces; decoding of the next batch runs in threads while the model
-works on the current one (Pillow releases the GIL while decoding and resizing).
+The service runs it converted to LiteRT (``runtime.py``, XNNPACK, no TensorFlow in the process); the Keras
+network it is converted from (``keras_net.py``) stays available as the reference. Decoding of the next
+batch can run in threads while the model works on the current one (Pillow releases the GIL while
+decoding and resizing).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
 
 import numpy as np
 
 from embedding.image.config import ImageConfig
 from embedding.image.errors import ImageError
+from embedding.image.network_io import l2_normalize, to_network_input
 from embedding.image.preprocess import ImageSource, prepare_image
 
 log = logging.getLogger(__name__)
@@ -56,55 +58,45 @@ class BatchResult:
         return row
 
 
-class MobileNetEmbedder:
-    """ImageNet MobileNet v1 without its classifier. Thread-compatible after ``load()``."""
+Backend = Literal["litert", "keras"]
 
-    def __init__(self, config: ImageConfig | None = None) -> None:
+
+class MobileNetEmbedder:
+    """ImageNet MobileNet v1 without its classifier. Thread-safe after ``load()``.
+
+    ``backend="litert"`` (the service's) runs the converted model on LiteRT and imports no TensorFlow;
+    ``backend="keras"`` runs the Keras network it was converted from (conversion checks, benchmarks).
+    Both give the same vectors, so they share ``version``.
+    """
+
+    def __init__(self, config: ImageConfig | None = None, backend: Backend = "litert") -> None:
         self.config = config or ImageConfig()
+        self.backend = backend
         self.dim = BLOCK_CHANNELS[self.config.block]
         self.version = f"mobilenet_v1_1.0_224-imagenet-block{self.config.block}-{self.config.resize}"
-        self._forward: Any = None
+        if self.config.precision != "fp32":
+            # int8 changes the vectors a little: its vectors must not pass for fp32 ones in the store.
+            self.version += f"-{self.config.precision}"
+        self._forward: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def loaded(self) -> bool:
         return self._forward is not None
 
     def load(self) -> MobileNetEmbedder:
-        """Build the network and load the prepared ImageNet weights (never from the network)."""
+        """Load the prepared model (never from the network); raises ``WeightsMissingError`` if it is not."""
         if self._forward is not None:
             return self
-        from embedding.image.weights import require_weights  # TensorFlow lives behind this import
+        if self.backend == "keras":
+            from embedding.image.keras_net import KerasForward  # TensorFlow lives behind this import
 
-        require_weights(include_top=False)
-        import keras
-        import tensorflow as tf
+            self._forward = KerasForward(self.config)
+        else:
+            from embedding.image.runtime import LiteRTForward
 
-        c = self.config
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(c.intra_op_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(c.inter_op_threads)
-        except RuntimeError:
-            # TensorFlow fixes its thread pools when it first runs anything; a second model in the same
-            # process (tests, the API loading several models) keeps the first settings.
-            log.debug("TensorFlow already initialised; keeping its thread settings")
-        base = keras.applications.MobileNet(
-            input_shape=(c.size, c.size, 3), alpha=1.0, include_top=False, weights="imagenet"
-        )
-        features = base.get_layer(f"conv_pw_{c.block}_relu").output
-        pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
-        model = keras.Model(base.input, pooled, name=f"mobilenet_block{c.block}")
-
-        @tf.function(  # type: ignore[untyped-decorator]
-            input_signature=[tf.TensorSpec([None, c.size, c.size, 3], tf.uint8)]
-        )
-        def forward(images: Any) -> Any:
-            x = tf.cast(images, tf.float32) / 127.5 - 1.0  # keras.applications.mobilenet.preprocess_input
-            v = model(x, training=False)
-            return tf.math.l2_normalize(v, axis=1, epsilon=1e-12)
-
-        self._forward = forward
-        self.embed(np.zeros((1, c.size, c.size, 3), np.uint8))  # trace once, off the hot path
-        log.info("loaded MobileNet v1 block %d (%d-d)", c.block, self.dim)
+            self._forward = LiteRTForward(self.config)
+        self.embed(np.zeros((1, self.config.size, self.config.size, 3), np.uint8))  # warm up, off the hot path
+        log.info("loaded MobileNet v1 block %d (%d-d) on %s", self.config.block, self.dim, self.backend)
         return self
 
     def embed(self, images: np.ndarray) -> np.ndarray:
@@ -120,8 +112,8 @@ class MobileNetEmbedder:
         out: list[np.ndarray] = []
         step = self.config.batch_size
         for start in range(0, len(images), step):
-            out.append(self._forward(images[start : start + step].astype(np.uint8, copy=False)).numpy())
-        return np.concatenate(out).astype(np.float32, copy=False)
+            out.append(self._forward(to_network_input(images[start : start + step])))
+        return l2_normalize(np.concatenate(out))
 
     def prepare(self, source: ImageSource) -> np.ndarray:
         c = self.config
