@@ -18,9 +18,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from embedding.image.config import Precision, ResizeMode
 from niteru.fusion import Fusion
 
-# Settings renamed because they were never Qdrant-server-only (they drive the Edge engine too): the old
-# names, as keyword or environment variable, still work for now and warn.
-RENAMED = {"qdrant_path": "store_dir", "qdrant_alias": "store_alias"}
+# Renamed settings: the store's were never Qdrant-server-only (they drive the Edge engine too), and the image
+# model's threads are no longer TensorFlow's. The old names, as keyword or environment variable, still work
+# for now and warn.
+RENAMED = {"qdrant_path": "store_dir", "qdrant_alias": "store_alias", "tf_intra_op_threads": "image_threads"}
 
 
 class Settings(BaseSettings):

@@ -33,3 +33,9 @@ def test_default_store_folder_follows_the_engine(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path).store_path == tmp_path / "edge"
     assert Settings(data_dir=tmp_path, store_engine="qdrant").store_path == tmp_path / "qdrant"
     assert Settings(data_dir=tmp_path, store_dir=tmp_path / "s").store_path == tmp_path / "s"
+
+
+def test_the_image_threads_keep_their_tensorflow_name_for_now(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NITERU_TF_INTRA_OP_THREADS", "1")
+    with pytest.warns(DeprecationWarning, match="image_threads"):
+        assert Settings(data_dir=tmp_path).image_threads == 1
