@@ -208,16 +208,15 @@ def _result(done: WriteResult) -> dict[str, Any]:
 
 # --- the handlers ---------------------------------------------------------------------------------------
 def upsert(ctx: JobContext, args: UpsertArgs, _: str) -> Outcome:
-    """A product's fields changed. A stored product whose image is unchanged gets its new text vector now;
-    otherwise the answer asks for an image task (``needs_image``), which embeds the image and the text."""
+    """A product's fields changed. A stored product whose image reference is unchanged gets its new text
+    vector now; otherwise the answer asks for an image task (``needs_image``), which embeds the image and
+    the text, with this task's (stamped) image version."""
     pid = args.product_id
     if args.image is not None:
         stored = ctx.store.get(pid)
-        if (
-            stored is None
-            or stored.product.image != args.image
-            or (args.image_version or 0) > stored.product.image_version
-        ):
+        # The reference decides, not the version: every submitted upsert carries one (stamped), and a
+        # text update must not re-fetch an unchanged image. New content at the same address is an image task.
+        if stored is None or stored.product.image != args.image:
             follow = {
                 "product_id": pid,
                 "image": args.image,

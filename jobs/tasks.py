@@ -51,13 +51,13 @@ def _close_context(**_: object) -> None:
 def _run(task: Task, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     settings, task_id = app.conf.niteru_settings, task.request.id or ""
     if task_id:
+        kwargs = registry.stamp(name, kwargs, deliveries.first_delivery_version(settings, task_id))
         delivered = deliveries.count_delivery(settings, task_id, task.request.retries or 0)
         if delivered > settings.jobs_max_deliveries:
             # Its worker died this many times running it (out of memory?): record it, do not run it again.
             message = f"delivered {delivered} times, its worker died each time (out of memory?); not run again"
             refusal = Refusal("worker_lost", message, product_id=str(kwargs.get("product_id") or ""))
             return registry.record(settings, name, task_id, refusal, kwargs)
-        kwargs = registry.stamp(name, kwargs, deliveries.first_delivery_version(settings, task_id))
     outcome = registry.perform(context(), name, kwargs, task_id)
     for follow, follow_kwargs in outcome.follow_ups:
         sent = app.send_task(follow, kwargs=follow_kwargs, queue=app.conf.task_default_queue)

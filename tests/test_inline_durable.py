@@ -4,6 +4,7 @@ the same data folder, a bounded queue (503 with Retry-After), versions stamped a
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,6 +55,11 @@ def image_task(row: CatalogRow, pid: str) -> dict[str, Any]:
     return {"product_id": pid, "image": row.image, "fields": fields}
 
 
+def task_state(client: TestClient, task_id: str) -> dict[str, Any]:
+    state: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
+    return state
+
+
 class Blocker:
     """A stand-in handler for ``niteru.products.delete`` that holds the executor's thread until released:
     what is submitted meanwhile waits in the queue, deterministically."""
@@ -96,7 +102,7 @@ def test_accepted_tasks_survive_a_restart_of_the_executor(tmp_path: Path, catalo
     try:
         assert [second.state(s.task_id).status for s in accepted] == ["queued"] * 4  # type: ignore[union-attr]
         second.start()
-        done = [wait_state(lambda s=s: second.state(s.task_id), {"succeeded", "failed"}) for s in accepted]
+        done = [wait_state(functools.partial(second.state, s.task_id), {"succeeded", "failed"}) for s in accepted]
         assert [d.result["status"] for d in done[:3]] == ["created"] * 3, done
         assert done[3].status == "succeeded"
     finally:
@@ -138,7 +144,7 @@ def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path, catalog_dir: 
         assert "Retry-After" in documented["headers"]
         blocker.release.set()
         for task_id in (running, waiting.json()["task_id"]):
-            wait_state(lambda t=task_id: client.get(f"/v1/tasks/{t}").json(), {"succeeded"})
+            wait_state(functools.partial(task_state, client, task_id), {"succeeded"})
 
 
 def test_an_image_task_is_ordered_by_when_it_was_submitted_not_when_it_ran(
@@ -159,6 +165,6 @@ def test_an_image_task_is_ordered_by_when_it_was_submitted_not_when_it_ran(
         put = client.put("/v1/products/o-1", json=row_body(newer))
         assert put.status_code == 200
         blocker.release.set()
-        done = wait_state(lambda: client.get(f"/v1/tasks/{task.json()['task_id']}").json(), {"succeeded", "failed"})
+        done = wait_state(functools.partial(task_state, client, task.json()["task_id"]), {"succeeded", "failed"})
         assert done["result"]["status"] == "stale", done
         assert client.get("/v1/products/o-1").json()["image"] == newer.image

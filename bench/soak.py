@@ -1,0 +1,375 @@
+"""The acknowledged-writes soak: nothing a 2xx promised is lost, whatever crashes meanwhile.
+
+``niteru serve`` runs as a subprocess on 127.0.0.1 with its own data folder (real models: MobileNet and
+a text model trained on a catalog-dev sample by ``niteru ingest``). For ``--minutes``, client threads
+write and read through the API:
+
+- PUT threads: ``PUT /v1/products/{id}`` (a catalog image, a title carrying a write counter) and
+  ``DELETE``, over a small pool of ids each (writes overwrite), and ``GET .../similar``;
+- one task thread: the same writes as tasks (``POST /v1/tasks``, ``niteru.images.registered`` and
+  ``niteru.products.delete``, run by the inline executor): a 202 is an acknowledgement too.
+
+Each thread owns its ids, so the acknowledged writes of one product are ordered and "the last
+acknowledged state" is exact. A write whose answer never came (a connection cut by the SIGKILL) may or
+may not have happened: it is "uncertain", and the product may end in it instead.
+
+Meanwhile: the Edge index is rebuilt in the background every ``--index-after`` writes
+(``NITERU_EDGE_INDEX_AFTER``), a rebuild runs (``POST /v1/tasks niteru.collection.rebuild``), the server
+is SIGKILLed and restarted, then a second rebuild. At the end the clients stop, every accepted task is
+waited for, the server is SIGKILLed and restarted once more, and every product is read back through the
+API: each must hold exactly its last acknowledged state (or a later uncertain one), deleted ones absent.
+
+    python bench/soak.py --minutes 10
+    python bench/soak.py --minutes 2 --products 150 --threads 3
+
+``--mode celery`` is not implemented here: see bench/results/soak.md for why (one process owns an
+embedded store; no Qdrant server on this machine) and what the Celery tests cover instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+NITERU = Path(sys.executable).parent / "niteru"
+Absent = None  # the expected state of a deleted product
+
+
+@dataclass
+class Ledger:
+    """One product's history as a client saw it: the last acknowledged state and what came after it
+    without an answer (the product may legitimately end in any of those)."""
+
+    acked: dict[str, str] | None = None  # {"title", "image"}; None: absent
+    uncertain: list[dict[str, str] | None] = field(default_factory=list)
+    known: bool = False  # was any write acknowledged at all
+
+    def ack(self, state: dict[str, str] | None) -> None:
+        self.acked, self.uncertain, self.known = state, [], True
+
+    def maybe(self, state: dict[str, str] | None) -> None:
+        self.uncertain.append(state)
+
+
+@dataclass
+class Stats:
+    requests: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+    acked: int = 0
+    events: list[tuple[float, bool]] = field(default_factory=list)  # (time, answered below 500)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note(self, kind: str, status: int | str, ok: bool, acked: bool = False) -> None:
+        with self.lock:
+            self.requests[kind] += 1
+            self.statuses[f"{kind} {status}"] += 1
+            self.acked += acked
+            self.events.append((time.monotonic(), ok))
+
+
+class Server:
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env, self.port, self.log = env, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self, timeout: float = 600) -> float:
+        """Start and wait until ready; returns the seconds it took."""
+        t0 = time.monotonic()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [str(NITERU), "serve", "--port", str(self.port)], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        while time.monotonic() - t0 < timeout:
+            assert self.proc.poll() is None, f"niteru serve exited; see {self.log}"
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return time.monotonic() - t0
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError("niteru serve not ready")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def body(row: dict[str, Any], title: str) -> dict[str, Any]:
+    return {"shop_id": row["shop_id"], "title": title, "category": row["category"], "image_path": row["image"]}
+
+
+class Client(threading.Thread):
+    """Writes and reads over its own product ids until ``stop`` is set."""
+
+    def __init__(
+        self,
+        n: int,
+        url: str,
+        rows: list[dict[str, Any]],
+        ids: list[str],
+        stats: Stats,
+        stop: threading.Event,
+        tasks: bool,
+    ) -> None:
+        super().__init__(name=f"soak-{n}", daemon=True)
+        self.url, self.rows, self.ids, self.stats, self.stop, self.tasks = url, rows, ids, stats, stop, tasks
+        self.ledger = {pid: Ledger() for pid in ids}
+        self.task_ids: list[str] = []
+        self.rng = random.Random(n)
+        self.counter = 0
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as http:
+            while not self.stop.is_set():
+                pid = self.rng.choice(self.ids)
+                roll = self.rng.random()
+                if roll < 0.25 and not self.tasks:
+                    self._similar(http, pid)
+                elif roll < 0.45:
+                    self._write(http, pid, None)
+                else:
+                    self.counter += 1
+                    row = self.rng.choice(self.rows)
+                    self._write(
+                        http, pid, {"title": f"{pid} w{self.counter} {row['title'][:60]}", "image": row["image"]}
+                    )
+
+    def _write(self, http: httpx.Client, pid: str, state: dict[str, str] | None) -> None:
+        kind = ("task-" if self.tasks else "") + ("put" if state else "delete")
+        ledger = self.ledger[pid]
+        try:
+            if self.tasks:
+                kwargs: dict[str, Any] = {"product_id": pid}
+                name = "niteru.products.delete"
+                if state is not None:
+                    row = next(r for r in self.rows if r["image"] == state["image"])
+                    name = "niteru.images.registered"
+                    kwargs |= {
+                        "image": state["image"],
+                        "fields": {k: v for k, v in body(row, state["title"]).items() if k != "image_path"},
+                    }
+                r = http.post("/v1/tasks", json={"name": name, "kwargs": kwargs})
+                ok = r.status_code == 202
+                if ok:
+                    self.task_ids.append(r.json()["task_id"])
+            elif state is None:
+                r = http.delete(f"/v1/products/{pid}")
+                ok = r.status_code in (204, 404)  # 404: already absent, an acknowledged absence too
+            else:
+                row = next(r for r in self.rows if r["image"] == state["image"])
+                r = http.put(f"/v1/products/{pid}", json=body(row, state["title"]))
+                ok = r.status_code in (200, 201)
+        except httpx.HTTPError as exc:
+            ledger.maybe(state)  # no answer: it may have happened
+            self.stats.note(kind, type(exc).__name__, False)
+            time.sleep(0.2)  # the server is down: do not spin
+            return
+        if ok:
+            ledger.ack(state)
+        elif r.status_code >= 500:
+            ledger.maybe(state)  # a 5xx promises nothing either way
+        self.stats.note(kind, r.status_code, r.status_code < 500, ok)
+
+    def _similar(self, http: httpx.Client, pid: str) -> None:
+        try:
+            r = http.get(f"/v1/products/{pid}/similar", params={"k": 5})
+        except httpx.HTTPError as exc:
+            self.stats.note("similar", type(exc).__name__, False)
+            time.sleep(0.2)
+            return
+        self.stats.note("similar", r.status_code, r.status_code < 500)
+
+
+def longest_gap(events: list[tuple[float, bool]]) -> float:
+    """Longest stretch from a failed request (5xx, no answer) to the next answered one, any client."""
+    longest, down_since = 0.0, None
+    for at, ok in sorted(events):
+        if not ok and down_since is None:
+            down_since = at
+        elif ok and down_since is not None:
+            longest, down_since = max(longest, at - down_since), None
+    return longest
+
+
+def run_task(url: str, name: str, timeout: float = 1800) -> dict[str, Any]:
+    """Post a task and wait for its end (through restarts: its state is kept on disk)."""
+    task_id = httpx.post(f"{url}/v1/tasks", json={"name": name, "kwargs": {}}, timeout=60).json()["task_id"]
+    return wait_task(url, task_id, timeout)
+
+
+def wait_task(url: str, task_id: str, timeout: float = 1800) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state: dict[str, Any] = httpx.get(f"{url}/v1/tasks/{task_id}", timeout=30).json()
+            if state.get("status") in ("succeeded", "failed"):
+                return state
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(1)
+    return {"task_id": task_id, "status": "timeout"}
+
+
+def check(url: str, clients: list[Client]) -> tuple[int, int, list[dict[str, Any]]]:
+    """(products checked, lost writes, details): each product against its ledger, read through the API."""
+    lost: list[dict[str, Any]] = []
+    checked = 0
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for client in clients:
+            for pid, ledger in client.ledger.items():
+                if not ledger.known:
+                    continue
+                checked += 1
+                r = http.get(f"/v1/products/{pid}")
+                got = None if r.status_code == 404 else {"title": r.json()["title"], "image": r.json()["image"]}
+                if got != ledger.acked and got not in ledger.uncertain:
+                    lost.append(
+                        {"product_id": pid, "expected": ledger.acked, "found": got, "uncertain": ledger.uncertain}
+                    )
+    return checked, len(lost), lost
+
+
+def prepare(data: Path, catalog: Path, products: int, env: dict[str, str], log: Path) -> list[dict[str, Any]]:
+    """Ingest a sample (trains the text model) unless the data folder has one; the rows the clients use."""
+    if not (data / "models").is_dir():
+        with log.open("ab") as out:
+            subprocess.run(
+                [str(NITERU), "ingest", str(catalog), "--limit", str(products)],
+                env=env,
+                check=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+    from niteru.catalog import read_catalog
+
+    rows = [r for r in read_catalog(catalog) if (catalog / r.image).is_file()]
+    rows = random.Random(0).sample(rows, min(len(rows), 400))
+    return [{"shop_id": r.shop_id, "title": r.title, "category": r.category, "image": r.image} for r in rows]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--mode", choices=["inline", "celery"], default="inline")
+    ap.add_argument("--threads", type=int, default=3, help="PUT/DELETE/similar threads (plus one task thread)")
+    ap.add_argument("--ids", type=int, default=40, help="product ids per thread (re-used: writes overwrite)")
+    ap.add_argument("--products", type=int, default=300, help="catalog sample ingested first")
+    ap.add_argument("--index-after", type=int, default=150, help="writes between background Edge index builds")
+    ap.add_argument("--catalog", type=Path, default=None, help="catalog folder (default: the catalog_dir setting)")
+    ap.add_argument("--data-dir", type=Path, default=None, help="reuse an ingested data folder (default: a new one)")
+    args = ap.parse_args()
+    if args.mode == "celery":
+        sys.exit("--mode celery: not possible on this machine (see bench/results/soak.md); run tests/test_jobs.py")
+
+    from niteru.settings import get_settings
+
+    args.catalog = (args.catalog or get_settings().catalog_dir).resolve()
+    data = args.data_dir or Path(tempfile.mkdtemp(prefix="niteru-soak-")) / "data"
+    log = data.parent / "soak-server.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "NITERU_DATA_DIR": str(data),
+        "NITERU_CATALOG_DIR": str(args.catalog),
+        "NITERU_EDGE_INDEX_AFTER": str(args.index_after),
+        "NITERU_REBUILD_CRON": "",
+        "NITERU_JOBS_EXECUTOR": "inline",
+        "NITERU_LOG_LEVEL": "WARNING",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    t_setup = time.monotonic()
+    rows = prepare(data, args.catalog, args.products, env, log)
+    setup = time.monotonic() - t_setup
+    server = Server(env, free_port(), log)
+    startups = [server.start()]
+    stats, stop = Stats(), threading.Event()
+    clients = [
+        Client(n, server.url, rows, [f"soak-{n}-{i}" for i in range(args.ids)], stats, stop, tasks=n == args.threads)
+        for n in range(args.threads + 1)
+    ]
+    t0 = time.monotonic()
+    for c in clients:
+        c.start()
+    duration = args.minutes * 60
+    faults: list[dict[str, Any]] = []
+
+    def at(fraction: float) -> None:
+        time.sleep(max(0.0, t0 + fraction * duration - time.monotonic()))
+
+    def elapsed() -> float:
+        return round(time.monotonic() - t0, 1)
+
+    at(0.2)
+    faults.append({"at": elapsed(), "fault": "rebuild", "result": run_task(server.url, "niteru.collection.rebuild")})
+    at(0.5)
+    server.kill()
+    faults.append({"at": elapsed(), "fault": "SIGKILL + restart"})
+    startups.append(server.start())
+    at(0.7)
+    faults.append({"at": elapsed(), "fault": "rebuild", "result": run_task(server.url, "niteru.collection.rebuild")})
+    at(1.0)
+    stop.set()
+    for c in clients:
+        c.join(120)
+    ran = elapsed()
+    # every accepted task runs (and then the last crash: what was acknowledged must be on disk)
+    tasks = [wait_task(server.url, t) for c in clients for t in c.task_ids]
+    task_outcomes = Counter(t["status"] for t in tasks)
+    server.kill()
+    startups.append(server.start())
+    checked, lost, details = check(server.url, clients)
+    server.kill()
+    report = {
+        "mode": args.mode,
+        "minutes": round(ran / 60, 2),
+        "threads": args.threads + 1,
+        "setup_seconds": round(setup, 1),
+        "server_startups_seconds": [round(s, 1) for s in startups],
+        "requests": sum(stats.requests.values()),
+        "requests_by_kind": dict(stats.requests),
+        "acknowledged_writes": stats.acked,
+        "tasks_accepted": len(tasks),
+        "task_outcomes": dict(task_outcomes),
+        "products_checked": checked,
+        "lost_writes": lost,
+        "lost_details": details[:20],
+        "statuses": dict(sorted(stats.statuses.items())),
+        "longest_unavailability_seconds": round(longest_gap(stats.events), 1),
+        "faults": faults,
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+        "data_dir": str(data),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "soak.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    sys.exit(1 if lost else 0)
+
+
+if __name__ == "__main__":
+    main()
