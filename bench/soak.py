@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 NITERU = Path(sys.executable).parent / "niteru"
-Absent = None  # the expected state of a deleted product
+INFLIGHT = 4  # unfinished tasks a task thread allows itself
 
 
 @dataclass
@@ -75,6 +75,7 @@ class Stats:
     statuses: Counter[str] = field(default_factory=Counter)
     acked: int = 0
     events: list[tuple[float, bool]] = field(default_factory=list)  # (time, answered below 500)
+    samples: list[str] = field(default_factory=list)  # the first 5xx answers, to say what they were
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def note(self, kind: str, status: int | str, ok: bool, acked: bool = False) -> None:
@@ -141,6 +142,7 @@ class Client(threading.Thread):
         self.url, self.rows, self.ids, self.stats, self.stop, self.tasks = url, rows, ids, stats, stop, tasks
         self.ledger = {pid: Ledger() for pid in ids}
         self.task_ids: list[str] = []
+        self.inflight: deque[str] = deque()
         self.rng = random.Random(n)
         self.counter = 0
 
@@ -160,9 +162,24 @@ class Client(threading.Thread):
                         http, pid, {"title": f"{pid} w{self.counter} {row['title'][:60]}", "image": row["image"]}
                     )
 
+    def _throttle(self, http: httpx.Client) -> None:
+        """At most ``INFLIGHT`` of this thread's tasks unfinished: the one executor thread embeds images more
+        slowly than a client posts them, and a backlog would only delay the faults' own tasks (the rebuild)."""
+        while len(self.inflight) >= INFLIGHT and not self.stop.is_set():
+            try:
+                done = http.get(f"/v1/tasks/{self.inflight[0]}").json().get("status") in ("succeeded", "failed")
+            except (httpx.HTTPError, ValueError):
+                done = False
+            if done:
+                self.inflight.popleft()
+            else:
+                time.sleep(0.2)
+
     def _write(self, http: httpx.Client, pid: str, state: dict[str, str] | None) -> None:
         kind = ("task-" if self.tasks else "") + ("put" if state else "delete")
         ledger = self.ledger[pid]
+        if self.tasks:
+            self._throttle(http)
         try:
             if self.tasks:
                 kwargs: dict[str, Any] = {"product_id": pid}
@@ -178,6 +195,7 @@ class Client(threading.Thread):
                 ok = r.status_code == 202
                 if ok:
                     self.task_ids.append(r.json()["task_id"])
+                    self.inflight.append(r.json()["task_id"])
             elif state is None:
                 r = http.delete(f"/v1/products/{pid}")
                 ok = r.status_code in (204, 404)  # 404: already absent, an acknowledged absence too
@@ -194,6 +212,8 @@ class Client(threading.Thread):
             ledger.ack(state)
         elif r.status_code >= 500:
             ledger.maybe(state)  # a 5xx promises nothing either way
+            if len(self.stats.samples) < 10:
+                self.stats.samples.append(f"{kind} {r.status_code} {r.text[:200]}")
         self.stats.note(kind, r.status_code, r.status_code < 500, ok)
 
     def _similar(self, http: httpx.Client, pid: str) -> None:
@@ -253,6 +273,48 @@ def check(url: str, clients: list[Client]) -> tuple[int, int, list[dict[str, Any
                         {"product_id": pid, "expected": ledger.acked, "found": got, "uncertain": ledger.uncertain}
                     )
     return checked, len(lost), lost
+
+
+def render() -> None:
+    """bench/results/soak.md from the last runs of both modes (their JSON, git-ignored, beside it)."""
+    parts = [
+        "# Acknowledged-writes soak\n",
+        "Written by `bench/soak.py` (inline) and `bench/soak_celery.py` (Celery) from their last runs; "
+        "what each does is in its docstring. A lost write is a product whose final state, read after the "
+        "last crash, is neither its last acknowledged state nor a later unanswered attempt.\n",
+    ]
+    headline = (
+        "minutes",
+        "requests",
+        "tasks_sent",
+        "acknowledged_writes",
+        "tasks_accepted",
+        "task_outcomes",
+        "batch_item_outcomes",
+        "products_checked",
+        "lost_writes",
+        "longest_unavailability_seconds",
+        "longest_send_unavailability_seconds",
+        "server_startups_seconds",
+        "loadavg",
+    )
+    for mode, name in (("inline", "soak.json"), ("celery", "soak-celery.json")):
+        path = RESULTS / name
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text())
+        parts.append(f"## Mode {mode}\n\n| figure | value |\n|---|---|")
+        parts += [f"| {k} | {json.dumps(r[k], default=str)} |" for k in headline if k in r]
+        statuses = r.get("statuses") or r.get("send_errors") or {}
+        parts.append("\n| request, answer | count |\n|---|---|")
+        parts += [f"| {k} | {v} |" for k, v in sorted(statuses.items())]
+        parts.append("\nFaults (seconds from the start):\n")
+        parts += [f"- {json.dumps(f, default=str)}" for f in r.get("faults", [])]
+        if r.get("lost_details"):
+            parts.append("\nLost writes:\n")
+            parts += [f"- {json.dumps(d, default=str)}" for d in r["lost_details"]]
+        parts.append("")
+    (RESULTS / "soak.md").write_text("\n".join(parts) + "\n")
 
 
 def prepare(data: Path, catalog: Path, products: int, env: dict[str, str], log: Path) -> list[dict[str, Any]]:
@@ -344,6 +406,7 @@ def main() -> None:
     server.kill()
     startups.append(server.start())
     checked, lost, details = check(server.url, clients)
+    store = httpx.get(f"{server.url}/readyz", timeout=30).json().get("store", {})  # did the index builds happen
     server.kill()
     report = {
         "mode": args.mode,
@@ -357,16 +420,19 @@ def main() -> None:
         "tasks_accepted": len(tasks),
         "task_outcomes": dict(task_outcomes),
         "products_checked": checked,
-        "lost_writes": lost,
+        "lost_writes": lost,  # must be 0
         "lost_details": details[:20],
         "statuses": dict(sorted(stats.statuses.items())),
         "longest_unavailability_seconds": round(longest_gap(stats.events), 1),
+        "error_samples": stats.samples,
+        "store_at_the_end": store,
         "faults": faults,
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
         "data_dir": str(data),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "soak.json").write_text(json.dumps(report, indent=2))
+    render()
     print(json.dumps(report, indent=2))
     sys.exit(1 if lost else 0)
 
