@@ -22,8 +22,8 @@ API: each must hold exactly its last acknowledged state (or a later uncertain on
     python bench/soak.py --minutes 10
     python bench/soak.py --minutes 2 --products 150 --threads 3
 
-``--mode celery`` is not implemented here: see bench/results/soak.md for why (one process owns an
-embedded store; no Qdrant server on this machine) and what the Celery tests cover instead.
+The Celery mode is ``bench/soak_celery.py`` (``--mode celery`` here says so): one solo worker owns the
+embedded store, SIGKILLed mid-batch; bench/results/soak.md says what this machine does not allow.
 """
 
 from __future__ import annotations
@@ -282,6 +282,12 @@ def render() -> None:
         "Written by `bench/soak.py` (inline) and `bench/soak_celery.py` (Celery) from their last runs; "
         "what each does is in its docstring. A lost write is a product whose final state, read after the "
         "last crash, is neither its last acknowledged state nor a later unanswered attempt.\n",
+        "What this machine does not allow: there is no Qdrant server, and the embedded store admits one "
+        "process. So the Celery mode runs one solo worker owning the Edge store, the clients send tasks "
+        "with `send_task` as a shop backend does (an API on the same store cannot run beside the worker), "
+        "there are no `similar` reads in that mode, workers are not scaled out, and Redis is not restarted "
+        "(it is shared with other work here). The qdrant-client engine's local mode also admits one "
+        "process, so it would change nothing of this.\n",
     ]
     headline = (
         "minutes",
@@ -347,7 +353,7 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=None, help="reuse an ingested data folder (default: a new one)")
     args = ap.parse_args()
     if args.mode == "celery":
-        sys.exit("--mode celery: not possible on this machine (see bench/results/soak.md); run tests/test_jobs.py")
+        sys.exit("--mode celery: run bench/soak_celery.py (a solo worker owns the store; see its docstring)")
 
     from niteru.settings import get_settings
 

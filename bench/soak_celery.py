@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +62,17 @@ class Sender(threading.Thread):
         self.app, self.queue, self.rows, self.ids, self.stats = app, queue, rows, ids, stats
         self.ledger = {pid: Ledger() for pid in ids}
         self.results: list[Any] = []
-        self.inflight: deque[Any] = deque()
+        self.inflight: list[Any] = []
         self.stop = threading.Event()
         self.rng, self.counter = random.Random(n), 0
 
     def run(self) -> None:
         while not self.stop.is_set():
+            # Unfinished tasks of this thread, any of them: a killed batch waiting for its redelivery
+            # must not hold the others back (later writes to its products make it stale when it returns).
             while len(self.inflight) >= INFLIGHT and not self.stop.is_set():
-                if self.inflight[0].ready():
-                    self.inflight.popleft()
-                else:
+                self.inflight = [r for r in self.inflight if not r.ready()]
+                if len(self.inflight) >= INFLIGHT:
                     time.sleep(0.2)
             pids = self.rng.sample(self.ids, BATCH)
             if self.rng.random() < 0.25:
