@@ -80,6 +80,7 @@ class InlineExecutor:
         self._seq = itertools.count()
         self._states: OrderedDict[str, TaskState] = OrderedDict()
         self._finished: OrderedDict[str, None] = OrderedDict()  # finished task ids, oldest first
+        self._finishes = 0
         self._cv = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -112,6 +113,8 @@ class InlineExecutor:
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():  # a long task (a rebuild) still runs: it will journal its end
+                return
         with self._cv:
             self._journal.close()
 
@@ -147,7 +150,8 @@ class InlineExecutor:
             while len(self._finished) > KEEP_RESULTS:
                 old, _ = self._finished.popitem(last=False)
                 self._states.pop(old, None)
-            if len(self._finished) % 100 == 0:
+            self._finishes += 1
+            if self._finishes % 100 == 0:  # a DELETE now and then, not one per task
                 self._journal.prune(KEEP_RESULTS)
 
     def state(self, task_id: str) -> TaskState | None:

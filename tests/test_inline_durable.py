@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
@@ -168,3 +168,28 @@ def test_an_image_task_is_ordered_by_when_it_was_submitted_not_when_it_ran(
         done = wait_state(functools.partial(task_state, client, task.json()["task_id"]), {"succeeded", "failed"})
         assert done["result"]["status"] == "stale", done
         assert client.get("/v1/products/o-1").json()["image"] == newer.image
+
+
+def test_a_retrying_task_keeps_its_retry_count_and_due_time_across_a_restart(
+    tmp_path: Path, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from niteru.refusals import Refusal
+
+    def flaky(_ctx: JobContext, _args: registry.DeleteArgs, _id: str) -> registry.Outcome:
+        raise Refusal("store_unavailable", "the store is down", transient=True)
+
+    settings = settings_for(tmp_path, catalog_dir, jobs_retry_backoff_max=600)
+    monkeypatch.setitem(registry.TASKS, registry.DELETE, registry.TaskSpec(registry.DeleteArgs, flaky))
+    monkeypatch.setattr("jobs.inline.random.uniform", lambda _lo, _hi: 3600.0)  # due in an hour: it waits
+    # the handler above touches nothing: a context without models or store is enough
+    bare = JobContext(settings, fake_embedders(settings), cast(Any, None))
+    first = InlineExecutor(settings, lambda: bare).start()
+    task = first.submit(registry.DELETE, {"product_id": "p1", "version": 1})
+    wait_state(functools.partial(first.state, task.task_id), {"retrying"})
+    first.stop()
+
+    second = InlineExecutor(settings, lambda: bare)  # not started: nothing may run
+    resumed = second.state(task.task_id)
+    assert resumed is not None and (resumed.status, resumed.retries) == ("retrying", 1)
+    assert second._heap[0].due > time.time() + 3000  # still due in about an hour, not at once
+    second.stop()
