@@ -14,8 +14,9 @@ acknowledged state" is exact. A write whose answer never came (a connection cut 
 may not have happened: it is "uncertain", and the product may end in it instead.
 
 Meanwhile: the Edge index is rebuilt in the background every ``--index-after`` writes
-(``NITERU_EDGE_INDEX_AFTER``), a rebuild runs (``POST /v1/tasks niteru.collection.rebuild``), the server
-is SIGKILLed and restarted, then a second rebuild. At the end the clients stop, every accepted task is
+(``NITERU_EDGE_INDEX_AFTER``, with an indexing threshold low enough for the sample to be indexed), a
+rebuild runs (``POST /v1/tasks niteru.collection.rebuild``), the server is SIGKILLed and restarted, then
+a second rebuild. At the end the clients stop, every accepted task is
 waited for, the server is SIGKILLed and restarted once more, and every product is read back through the
 API: each must hold exactly its last acknowledged state (or a later uncertain one), deleted ones absent.
 
@@ -243,11 +244,13 @@ def run_task(url: str, name: str, timeout: float = 1800) -> dict[str, Any]:
     return wait_task(url, task_id, timeout)
 
 
-def wait_task(url: str, task_id: str, timeout: float = 1800) -> dict[str, Any]:
+def wait_task(url: str, task_id: str, timeout: float = 1800, http: httpx.Client | None = None) -> dict[str, Any]:
+    """A task's final state; ``http``: a client to reuse (one per call costs a TLS context: slow by thousands)."""
+    http = http or httpx.Client(timeout=30)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            state: dict[str, Any] = httpx.get(f"{url}/v1/tasks/{task_id}", timeout=30).json()
+            state: dict[str, Any] = http.get(f"{url}/v1/tasks/{task_id}").json()
             if state.get("status") in ("succeeded", "failed"):
                 return state
         except (httpx.HTTPError, ValueError):
@@ -366,6 +369,8 @@ def main() -> None:
         "NITERU_DATA_DIR": str(data),
         "NITERU_CATALOG_DIR": str(args.catalog),
         "NITERU_EDGE_INDEX_AFTER": str(args.index_after),
+        # Below Edge's default threshold a sample this small is never indexed and the builds are skipped.
+        "NITERU_EDGE_INDEXING_THRESHOLD_KB": "64",
         "NITERU_REBUILD_CRON": "",
         "NITERU_JOBS_EXECUTOR": "inline",
         "NITERU_LOG_LEVEL": "WARNING",
@@ -407,7 +412,8 @@ def main() -> None:
         c.join(120)
     ran = elapsed()
     # every accepted task runs (and then the last crash: what was acknowledged must be on disk)
-    tasks = [wait_task(server.url, t) for c in clients for t in c.task_ids]
+    with httpx.Client(timeout=30) as http:
+        tasks = [wait_task(server.url, t, http=http) for c in clients for t in c.task_ids]
     task_outcomes = Counter(t["status"] for t in tasks)
     server.kill()
     startups.append(server.start())
