@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from soak import RESULTS, Ledger, Stats, longest_gap, prepare, render  # noqa: E402  (bench/ is on sys.path as a script)
+from soak_parts import RESULTS, Ledger, Stats, longest_gap, prepare, render  # noqa: E402  (bench/ is on sys.path as a script)
 
 CELERY = Path(sys.executable).parent / "celery"
 BROKER, BACKEND = "redis://127.0.0.1:6379/8", "redis://127.0.0.1:6379/9"
