@@ -129,6 +129,8 @@ def render() -> None:
         "longest_unavailability_seconds",
         "longest_send_unavailability_seconds",
         "server_startups_seconds",
+        "store_at_the_end",
+        "error_samples",
         "loadavg",
     )
     for mode, name in (("inline", "soak.json"), ("celery", "soak-celery.json")):
