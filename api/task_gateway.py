@@ -8,10 +8,11 @@ states from the result backend, so the HTTP contract does not change when a shop
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from api.errors import ServiceUnavailableError
+from api.errors import ApiError, ServiceUnavailableError
 from niteru.settings import Settings
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from jobs.inline import InlineExecutor, TaskState
 
 log = logging.getLogger(__name__)
+# Seconds a client is asked to wait when the inline queue is full: a few tasks' worth of work.
+QUEUE_FULL_RETRY_AFTER = 30
 Executor = Literal["celery", "inline"]
 # Celery's state names, in the words of the inline executor.
 CELERY_STATES = {
@@ -30,6 +33,13 @@ CELERY_STATES = {
     "SUCCESS": "succeeded",
     "FAILURE": "failed",
 }
+
+
+class QueueFullApiError(ApiError):
+    """503: the inline executor holds ``jobs_inline_queue_max`` tasks; nothing was queued."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, detail, {"Retry-After": str(QUEUE_FULL_RETRY_AFTER)})
 
 
 def resolve_executor(settings: Settings) -> Executor:
@@ -68,13 +78,26 @@ class TaskGateway:
             self._inline.stop()
 
     def submit(self, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Queue a task whose versions are stamped (``registry.stamp``): a 202 follows only once the task is
+        in Redis, or in the inline executor's journal on disk. Raises ``ServiceUnavailableError`` (broker
+        down) or ``QueueFullApiError`` (the inline queue is at its bound)."""
         if self._celery is not None:
+            from jobs import deliveries
+
+            task_id = str(uuid.uuid4())
             try:
-                sent = self._celery.send_task(name, kwargs=kwargs, queue=self.settings.celery_queue)
-            except Exception as exc:  # kombu raises OperationalError and friends; all mean "broker down"
-                raise ServiceUnavailableError(f"task broker unavailable: {exc}") from exc
-            return {"task_id": sent.id, "name": name, "status": "queued"}
-        return _as_dict(self._need_inline().submit(name, kwargs))
+                # Recorded before it is sent, so that a poll right after the 202 reads "queued", not unknown.
+                deliveries.mark_submitted(self.settings, task_id, name)
+                self._celery.send_task(name, kwargs=kwargs, queue=self.settings.celery_queue, task_id=task_id)
+            except Exception as exc:  # redis and kombu raise ConnectionError, OperationalError...: "broker down"
+                raise ServiceUnavailableError(f"task broker unavailable: {type(exc).__name__}") from exc
+            return {"task_id": task_id, "name": name, "status": "queued"}
+        from jobs.inline import QueueFullError
+
+        try:
+            return _as_dict(self._need_inline().submit(name, kwargs))
+        except QueueFullError as exc:
+            raise QueueFullApiError(str(exc)) from None
 
     def state(self, task_id: str) -> dict[str, Any] | None:
         if self._celery is not None:
@@ -84,7 +107,8 @@ class TaskGateway:
             except Exception as exc:
                 raise ServiceUnavailableError(f"task result backend unavailable: {exc}") from exc
             if status == "PENDING":
-                return None  # Celery cannot tell "unknown" from "waiting"; say unknown, as the inline side does
+                # Celery reads "waiting" and "unknown" alike; the id recorded at submission tells them apart.
+                return self._submitted(task_id)
             out: dict[str, Any] = {
                 "task_id": task_id,
                 "name": result.name or "",
@@ -99,6 +123,15 @@ class TaskGateway:
             return out
         found = self._need_inline().state(task_id)
         return None if found is None else _as_dict(found)
+
+    def _submitted(self, task_id: str) -> dict[str, Any] | None:
+        from jobs import deliveries
+
+        try:
+            name = deliveries.submitted_name(self.settings, task_id)
+        except Exception as exc:
+            raise ServiceUnavailableError(f"task result backend unavailable: {type(exc).__name__}") from exc
+        return None if name is None else {"task_id": task_id, "name": name, "status": "queued"}
 
     def pending(self) -> int | None:
         return self._inline.pending() if self._inline is not None else None

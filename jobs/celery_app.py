@@ -34,8 +34,11 @@ def create_celery(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         result_expires=s.jobs_result_expires,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": s.celery_visibility_timeout},
-        result_backend_transport_options={"visibility_timeout": s.celery_visibility_timeout},
+        # Longer than the longest task (settings check it against the rebuild's lock), or a slow task would
+        # be handed to a second worker while it runs. Sweep for abandoned tasks at every check (every 10 s,
+        # a cheap sorted-set range), not every tenth: a dead worker's task comes back soon after the timeout.
+        broker_transport_options={"visibility_timeout": s.visibility_timeout, "unacked_restore_throttle": 1},
+        result_backend_transport_options={"visibility_timeout": s.visibility_timeout},
         task_track_started=True,
         # The daily rebuild (``celery -A jobs.celery_app beat``); its cron is read in the settings' time zone.
         beat_schedule=beat_schedule(s),
@@ -43,6 +46,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
         # The product tasks' retry limits (``jobs.tasks`` reads them from here, not from the settings).
         niteru_retry_backoff_max=s.jobs_retry_backoff_max,
         niteru_max_retries=s.jobs_max_retries,
+        # The worker's own bookkeeping (``jobs.deliveries``) reads its limits and Redis from these settings.
+        niteru_settings=s,
     )
     install_signals(celery, s)  # request ids into task headers, task metrics, JSON worker logs
     return celery

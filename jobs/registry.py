@@ -16,13 +16,13 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from jobs.context import JobContext
 from jobs.failures import record_failure
-from niteru.products import MAX_VERSION
+from niteru.products import MAX_VERSION, now_version
 from niteru.refusals import Refusal, store_unavailable
 from niteru.settings import Settings
 from niteru.store import StoreUnavailableError
@@ -38,6 +38,10 @@ DELETE = "niteru.products.delete"
 REBUILD = "niteru.collection.rebuild"
 
 
+# The one bound of every version, as PUT applies it: Qdrant compares range filters as float64.
+Version = Annotated[int, Field(ge=0, le=MAX_VERSION)]
+
+
 class TaskArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -46,13 +50,13 @@ class UpsertArgs(TaskArgs):
     product_id: str
     fields: dict[str, Any]
     image: str | None = None
-    image_version: int | None = None
+    image_version: Version | None = None
 
 
 class ImageArgs(TaskArgs):
     product_id: str
     image: str
-    image_version: int | None = None
+    image_version: Version | None = None
     fields: dict[str, Any] | None = None
 
 
@@ -90,7 +94,8 @@ class ImagesArgs(TaskArgs):
 
 class DeleteArgs(TaskArgs):
     product_id: str
-    version: int | None = Field(None, ge=0, le=MAX_VERSION)  # stamped at submission (None: when it runs)
+    # Orders the delete against writes of the same product (a tombstone of this version).
+    version: Version | None = None
 
 
 class RebuildArgs(TaskArgs):
@@ -128,6 +133,26 @@ def parse(name: str, kwargs: dict[str, Any], settings: Settings) -> TaskArgs:
     return spec.args.model_validate(kwargs, context={"max_items": settings.jobs_image_batch_max})
 
 
+def stamp(name: str, kwargs: dict[str, Any], version: int | None = None) -> dict[str, Any]:
+    """``kwargs`` with every missing version set to ``version`` (default: now), so that a task's order is
+    the order it was submitted in, not the order it happens to run in (a redelivered older image task must
+    not overwrite a newer image). Explicit versions are kept; nothing else changes."""
+    at = now_version() if version is None else version
+
+    def image(item: Any) -> Any:
+        if isinstance(item, dict) and item.get("image") is not None and item.get("image_version") is None:
+            return {**item, "image_version": at}
+        return item
+
+    if name in (UPSERT, IMAGE):
+        return dict(image(kwargs))
+    if name == IMAGES and isinstance(kwargs.get("items"), list):
+        return {**kwargs, "items": [image(item) for item in kwargs["items"]]}
+    if name == DELETE and kwargs.get("version") is None:
+        return {**kwargs, "version": at}
+    return dict(kwargs)
+
+
 def perform(ctx: JobContext, name: str, kwargs: dict[str, Any], task_id: str = "") -> Outcome:
     """Run task ``name``. A transient ``Refusal`` is raised (retry later); a permanent one is recorded
     (``niteru jobs failures``) and returned as ``status: failed``."""
@@ -139,7 +164,8 @@ def perform(ctx: JobContext, name: str, kwargs: dict[str, Any], task_id: str = "
         context = {"max_items": ctx.settings.jobs_image_batch_max, "per_item": True}
         args = spec.args.model_validate(kwargs, context=context)
     except ValidationError as exc:
-        return Outcome(_record(ctx, name, task_id, Refusal("invalid_arguments", _errors(exc)).of(product_id), kwargs))
+        refusal = Refusal("invalid_arguments", _errors(exc)).of(product_id)
+        return Outcome(record(ctx.settings, name, task_id, refusal, kwargs))
     try:
         ctx.refresh()
         return spec.handler(ctx, args, task_id)
@@ -148,7 +174,7 @@ def perform(ctx: JobContext, name: str, kwargs: dict[str, Any], task_id: str = "
     except Refusal as refusal:
         if refusal.transient:
             raise
-        return Outcome(_record(ctx, name, task_id, refusal.of(product_id), kwargs))
+        return Outcome(record(ctx.settings, name, task_id, refusal.of(product_id), kwargs))
 
 
 def note_follow_up(name: str, result: dict[str, Any], follow_id: str) -> None:
@@ -159,9 +185,10 @@ def note_follow_up(name: str, result: dict[str, Any], follow_id: str) -> None:
         result.setdefault("retry_tasks", []).append(follow_id)
 
 
-def _record(ctx: JobContext, name: str, task_id: str, refusal: Refusal, kwargs: Any) -> dict[str, Any]:
+def record(settings: Settings, name: str, task_id: str, refusal: Refusal, kwargs: Any) -> dict[str, Any]:
+    """Record a permanent failure (``niteru jobs failures``) and return it as the task's result."""
     arguments = {k: v for k, v in kwargs.items() if k != "product_id"} if isinstance(kwargs, dict) else {"item": kwargs}
-    record_failure(ctx.settings, name, task_id, refusal.product_id, refusal.reason, refusal.message, arguments)
+    record_failure(settings, name, task_id, refusal.product_id, refusal.reason, refusal.message, arguments)
     log.warning("%s %s failed for good: %s", name, refusal.product_id, refusal)
     return refusal.as_result()
 
@@ -181,16 +208,15 @@ def _result(done: WriteResult) -> dict[str, Any]:
 
 # --- the handlers ---------------------------------------------------------------------------------------
 def upsert(ctx: JobContext, args: UpsertArgs, _: str) -> Outcome:
-    """A product's fields changed. A stored product whose image is unchanged gets its new text vector now;
-    otherwise the answer asks for an image task (``needs_image``), which embeds the image and the text."""
+    """A product's fields changed. A stored product whose image reference is unchanged gets its new text
+    vector now; otherwise the answer asks for an image task (``needs_image``), which embeds the image and
+    the text, with this task's (stamped) image version."""
     pid = args.product_id
     if args.image is not None:
         stored = ctx.store.get(pid)
-        if (
-            stored is None
-            or stored.product.image != args.image
-            or (args.image_version or 0) > stored.product.image_version
-        ):
+        # The reference decides, not the version: every submitted upsert carries one (stamped), and a
+        # text update must not re-fetch an unchanged image. New content at the same address is an image task.
+        if stored is None or stored.product.image != args.image:
             follow = {
                 "product_id": pid,
                 "image": args.image,
@@ -228,7 +254,7 @@ def images(ctx: JobContext, args: ImagesArgs, task_id: str) -> Outcome:
             follow_ups.append((IMAGE, raw if isinstance(raw, dict) else {}))
             results.append({"product_id": out.product_id, "status": "retrying", "message": out.message})
         else:
-            results.append(_record(ctx, IMAGES, task_id, out, raw))
+            results.append(record(ctx.settings, IMAGES, task_id, out, raw))
     log.info(
         "image batch: %d items, %d written", len(results), sum(r["status"] in ("created", "updated") for r in results)
     )

@@ -3,13 +3,16 @@
 - ``niteru.products.upsert(product_id, fields, image=None, image_version=None)``
 - ``niteru.images.registered(product_id, image, image_version=None, fields=None)``
 - ``niteru.images.registered_many(items)``: a list of the keyword arguments above, embedded as one batch
-- ``niteru.products.delete(product_id)``
+- ``niteru.products.delete(product_id, version=None)``
 - ``niteru.collection.rebuild()``: the daily rebuild (beat sends it; ``niteru rebuild`` does it by hand)
 
 The Celery tasks are generated from ``jobs.registry`` (arguments are checked there, by the task's model).
-Transient refusals retry with exponential backoff and jitter (declared in the decorator below, limits
-from the app's configuration); permanent ones are recorded (``niteru jobs failures``) and end the task
-with ``status: failed``. Tasks are acknowledged late and idempotent (see ``jobs.celery_app``).
+A version missing from the arguments is stamped at the task's first delivery and kept across
+redeliveries (``jobs.deliveries``); an attempt delivered more than ``NITERU_JOBS_MAX_DELIVERIES`` times
+(its worker keeps dying) fails as ``worker_lost``. Transient refusals retry with exponential backoff
+and jitter (declared in the decorator below, limits from the app's configuration); permanent ones are
+recorded (``niteru jobs failures``) and end the task with ``status: failed``. Tasks are acknowledged
+late and idempotent (see ``jobs.celery_app``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_process_shutdown
 
-from jobs import registry
+from jobs import deliveries, registry
 from jobs.celery_app import app
 from jobs.context import JobContext
 from niteru.refusals import Refusal
@@ -46,7 +49,16 @@ def _close_context(**_: object) -> None:
 
 
 def _run(task: Task, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    outcome = registry.perform(context(), name, kwargs, task.request.id or "")
+    settings, task_id = app.conf.niteru_settings, task.request.id or ""
+    if task_id:
+        kwargs = registry.stamp(name, kwargs, deliveries.first_delivery_version(settings, task_id))
+        delivered = deliveries.count_delivery(settings, task_id, task.request.retries or 0)
+        if delivered > settings.jobs_max_deliveries:
+            # Its worker died this many times running it (out of memory?): record it, do not run it again.
+            message = f"delivered {delivered} times, its worker died each time (out of memory?); not run again"
+            refusal = Refusal("worker_lost", message, product_id=str(kwargs.get("product_id") or ""))
+            return registry.record(settings, name, task_id, refusal, kwargs)
+    outcome = registry.perform(context(), name, kwargs, task_id)
     for follow, follow_kwargs in outcome.follow_ups:
         sent = app.send_task(follow, kwargs=follow_kwargs, queue=app.conf.task_default_queue)
         registry.note_follow_up(name, outcome.result, sent.id)

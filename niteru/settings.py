@@ -206,11 +206,23 @@ class Settings(BaseSettings):
     jobs_max_retries: int = Field(6, ge=0, description="Retries of a transiently failing task (timeouts, store down).")
     jobs_retry_backoff_max: int = Field(600, ge=1, description="Longest wait between retries, seconds.")
     jobs_result_expires: int = Field(86_400, ge=60, description="Seconds task results are kept.")
-    celery_visibility_timeout: int = Field(
-        3600,
+    celery_visibility_timeout: int | None = Field(
+        None,
         ge=1,
-        description="Seconds before Redis gives an unacknowledged task (its worker died) to another worker. "
-        "Longer than the longest task, or a slow task runs twice.",
+        description="Seconds before Redis gives an unacknowledged task (its worker died) to another worker. It "
+        "must exceed the longest task, the rebuild, whose lock lives `rebuild_lock_timeout`: a shorter one runs a "
+        "slow task twice at once. Default: `rebuild_lock_timeout` + 15 minutes; a value not above it is refused.",
+    )
+    jobs_max_deliveries: int = Field(
+        3,
+        ge=1,
+        description="Deliveries of one attempt of a Celery task before it is recorded as failed (`worker_lost`) "
+        "instead of run again: a task that kills its worker (out of memory) would otherwise come back forever.",
+    )
+    jobs_inline_queue_max: int = Field(
+        10_000,
+        ge=1,
+        description="Tasks the inline executor holds waiting; past it `POST /v1/tasks` answers 503 with Retry-After.",
     )
     jobs_executor: Literal["auto", "celery", "inline"] = Field(
         "auto",
@@ -271,7 +283,18 @@ class Settings(BaseSettings):
             raise ValueError("api_key is empty: unset it to leave writes open, or give a real key")
         if self.qdrant_url is not None:  # a server URL means the server, whatever the engine default
             self.store_engine = "qdrant"
+        # A task redelivered while it still runs would run twice at once; the rebuild is the longest task.
+        if self.celery_visibility_timeout is not None and self.celery_visibility_timeout <= self.rebuild_lock_timeout:
+            raise ValueError(
+                f"celery_visibility_timeout ({self.celery_visibility_timeout} s) must exceed rebuild_lock_timeout "
+                f"({self.rebuild_lock_timeout} s), the longest a task may run"
+            )
         return self
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Seconds before Redis redelivers an unacknowledged task: the setting, or the rebuild's lock plus a margin."""
+        return self.celery_visibility_timeout or self.rebuild_lock_timeout + 900
 
     @property
     def models_dir(self) -> Path:

@@ -57,7 +57,9 @@ def worker_env(ingested: Ingested, tmp_path_factory: pytest.TempPathFactory) -> 
         "NITERU_CELERY_BROKER_URL": BROKER,
         "NITERU_CELERY_RESULT_BACKEND": BACKEND,
         "NITERU_CELERY_QUEUE": f"niteru-test-{uuid.uuid4().hex[:8]}",
-        "NITERU_CELERY_VISIBILITY_TIMEOUT": "5",
+        # The shortest the settings allow (above the rebuild lock's): a killed worker's task comes back soon.
+        "NITERU_REBUILD_LOCK_TIMEOUT": "60",
+        "NITERU_CELERY_VISIBILITY_TIMEOUT": "61",
         "NITERU_IMAGE_FETCH_ALLOW_HOSTS": '["127.0.0.1"]',
         "NITERU_JOBS_MAX_RETRIES": "2",
         "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -248,3 +250,44 @@ def test_a_worker_killed_mid_task_has_its_task_redelivered_and_completed(
         assert result.get(timeout=180)["status"] == "created"
     finally:
         second.stop()
+
+
+class _Hang(BaseHTTPRequestHandler):
+    """An image download that never ends: the worker is inside the task when ``arrived`` is set, and the
+    test kills it there, as the kernel's OOM killer would."""
+
+    arrived = threading.Event()
+
+    def do_GET(self) -> None:
+        _Hang.arrived.set()
+        threading.Event().wait(600)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_a_task_that_keeps_killing_its_worker_is_recorded_not_redelivered_forever(
+    client: Celery, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hang)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = worker_env | {"NITERU_JOBS_MAX_DELIVERIES": "1", "NITERU_CELERY_QUEUE": f"niteru-oom-{uuid.uuid4().hex[:8]}"}
+    fields = {"shop_id": "shop-z", "title": "Killer photo product", "category": "fashion"}
+    url = f"http://127.0.0.1:{server.server_address[1]}/huge.jpg"
+    result = send(client, env, "niteru.images.registered", product_id="job-oom", image=url, fields=fields)
+    first = Worker(env, tmp_path / "first.log")
+    try:
+        assert _Hang.arrived.wait(timeout=180), "the worker never fetched the image"
+        first.stop(signal.SIGKILL)
+        second = Worker(env, tmp_path / "second.log")  # the second delivery is past the limit of one
+        try:
+            body = result.get(timeout=240)
+        finally:
+            second.stop()
+    finally:
+        server.shutdown()
+    assert (body["status"], body["reason"]) == ("failed", "worker_lost"), body
+    failures = (Path(env["NITERU_DATA_DIR"]) / "reports" / "task-failures.jsonl").read_text().splitlines()
+    recorded = json.loads(failures[-1])
+    assert (recorded["task_id"], recorded["reason"]) == (result.id, "worker_lost")
+    assert recorded["arguments"]["image_version"] > 0  # stamped at the first delivery, kept for the record

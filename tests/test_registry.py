@@ -79,3 +79,38 @@ def test_fields_and_image_sources() -> None:
     assert ImageSource.of_ref("file:///etc/passwd").kind == "url"  # refused by the fetcher, never read
     assert ImageSource.of_ref("images/a.jpg").kind == "path"
     assert ImageSource.given(b"abc").ref.startswith("upload:")
+
+
+def test_every_version_has_the_one_bound() -> None:
+    from niteru.products import MAX_VERSION
+
+    for name, kwargs in (
+        (registry.IMAGE, ITEM | {"image_version": MAX_VERSION + 1}),
+        (registry.UPSERT, {"product_id": "p1", "fields": {}, "image": "a.jpg", "image_version": MAX_VERSION + 1}),
+        (registry.IMAGES, {"items": [ITEM | {"image_version": -1}]}),
+        (registry.DELETE, {"product_id": "p1", "version": MAX_VERSION + 1}),
+    ):
+        with pytest.raises(ValidationError, match=r"less than or equal|greater than or equal"):
+            registry.parse(name, kwargs, SETTINGS)
+    assert registry.parse(registry.DELETE, {"product_id": "p1", "version": MAX_VERSION}, SETTINGS)
+
+
+def test_stamp_fills_missing_versions_only() -> None:
+    assert registry.stamp(registry.IMAGE, ITEM, 7) == ITEM | {"image_version": 7}
+    assert registry.stamp(registry.IMAGE, ITEM | {"image_version": 3}, 7)["image_version"] == 3
+    upsert = {"product_id": "p1", "fields": {}}
+    assert registry.stamp(registry.UPSERT, upsert, 7) == upsert  # no image, no image version
+    assert registry.stamp(registry.UPSERT, upsert | {"image": "a.jpg"}, 7)["image_version"] == 7
+    batch = registry.stamp(registry.IMAGES, {"items": [ITEM, ITEM | {"image_version": 3}]}, 7)
+    assert [i["image_version"] for i in batch["items"]] == [7, 3]
+    assert registry.stamp(registry.DELETE, {"product_id": "p1"}, 7) == {"product_id": "p1", "version": 7}
+    assert registry.stamp(registry.REBUILD, {}, 7) == {}
+    stamped = registry.stamp(registry.IMAGE, ITEM)["image_version"]  # default: now, in microseconds
+    assert registry.parse(registry.IMAGE, ITEM | {"image_version": stamped}, SETTINGS)
+
+
+def test_the_visibility_timeout_exceeds_the_longest_task() -> None:
+    assert Settings(rebuild_lock_timeout=3600).visibility_timeout > 3600
+    assert Settings(rebuild_lock_timeout=60, celery_visibility_timeout=61).visibility_timeout == 61
+    with pytest.raises(ValidationError, match="must exceed rebuild_lock_timeout"):
+        Settings(celery_visibility_timeout=3600)  # the default lock lives 4 h

@@ -46,11 +46,27 @@ def _gateway(request: Request) -> TaskGateway:
     return gateway
 
 
-@router.post("", status_code=202, response_model=TaskOut, responses=ERRORS, dependencies=[Depends(require_write)])
+SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    503: {
+        "description": "Task broker or executor unavailable, or the inline task queue is full "
+        "(NITERU_JOBS_INLINE_QUEUE_MAX; then with Retry-After). Nothing was queued.",
+        "headers": {"Retry-After": {"description": "Seconds to wait (queue full)", "schema": {"type": "integer"}}},
+    },
+}
+
+
+@router.post(
+    "", status_code=202, response_model=TaskOut, responses=SUBMIT_ERRORS, dependencies=[Depends(require_write)]
+)
 async def submit(body: TaskIn, request: Request, response: Response) -> TaskOut:
-    """Queue a task. Arguments are checked here, so a malformed call is a 422 now, not a failure later."""
+    """Queue a task. Arguments are checked here, so a malformed call is a 422 now, not a failure later.
+    A missing ``image_version`` (or a delete's ``version``) is set to the time of this request. A 202 means
+    the task is stored (in Redis, or on disk for the inline executor) and will run."""
     try:
-        checked = registry.parse(body.name, body.kwargs, services_of(request).settings).model_dump(exclude_unset=True)
+        parsed = registry.parse(body.name, body.kwargs, services_of(request).settings).model_dump(exclude_unset=True)
+        # Versions are stamped now, at submission: a task's order is the order it was accepted in.
+        checked = registry.stamp(body.name, parsed)
     except registry.UnknownTaskError as exc:
         raise ApiError(422, str(exc)) from None
     except ValidationError as exc:
