@@ -8,7 +8,7 @@ collection, check it, and swap the alias to it atomically; ``rollback`` swaps ba
    are re-read from the live collection and re-embedded, products deleted meanwhile are deleted;
    repeated until a pass finds nothing, the last pass and the swap under the store's lock (in one
    process nothing can slip in between);
-5. check (same count as live, smoke queries answer), swap the alias, make the new text model and
+5. check (smoke queries answer; under the store's lock, after the last catch-up, the same count as live), swap the alias, make the new text model and
    classifier current, keep the previous collection for ``rollback`` and drop older ones;
 6. re-sync: other processes (workers on a Qdrant server) may still have written to the old collection
    during the last catch-up and the swap. What they wrote there is carried over, unless the product was
@@ -159,14 +159,21 @@ def rebuild(
             if after_copy is not None:
                 after_copy(target)
             caught = _catch_up(store, target, text, CATCH_UP_PASSES)
-            _check(store, target)
+            _smoke(target)
         except Exception:
             store.drop(new)
             raise
         classifier = _train_classifier(target, settings)
         record_text_model(settings, new, staged.name)  # before the swap: see niteru.model_sync
         with store.exclusive():  # the last catch-up and the swap: no write of this process between them
-            caught += _catch_up(store, target, text, 1)
+            try:
+                caught += _catch_up(store, target, text, 1)
+                # Counted here, not before: with writes going on, a count taken outside this section differs
+                # from the live one by whatever was written in between, and would refuse a sound rebuild.
+                caught += _same_count(store, target, text)
+            except Exception:
+                store.drop(new)
+                raise
             at_switch = _signatures(target)  # only the rebuild has written to it so far
             store.switch(new)
         old_text = resolve(staged.parent).name if (staged.parent / CURRENT).is_file() else None
@@ -223,9 +230,21 @@ def _resync(old: ProductStore, new: ProductStore, at_switch: dict[str, str], tex
     return len(untouched)
 
 
-def _check(live: ProductStore, target: ProductStore) -> None:
-    if target.count() != live.count():
-        raise RebuildError(f"the new collection holds {target.count()} products, the live one {live.count()}")
+def _same_count(live: ProductStore, target: ProductStore, text: TextEmbedder) -> int:
+    """The copy holds as many products as the live collection. In this process nothing writes meanwhile
+    (``exclusive``); writers in other processes (a Qdrant server) may still add or delete one between the
+    last pass and the count, so a difference gets one more pass before it counts as a broken copy."""
+    caught = 0
+    for attempt in range(2):
+        if target.count() == live.count():
+            return caught
+        if attempt == 0:
+            caught += _catch_up(live, target, text, 1)
+    raise RebuildError(f"the new collection holds {target.count()} products, the live one {live.count()}")
+
+
+def _smoke(target: ProductStore) -> None:
+    """A few products of the copy find neighbours in it."""
     for batch in target.scroll(batch_size=SMOKE_QUERIES, with_vectors=True):
         for p in batch:
             only = SearchFilter(exclude_product_ids=(p.product.product_id,))

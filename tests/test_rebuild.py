@@ -138,3 +138,36 @@ def test_with_a_server_the_rebuild_lock_is_held_in_redis(tmp_path: Path) -> None
     unreachable = Settings(data_dir=tmp_path / "c", **{**common, "celery_broker_url": "redis://127.0.0.1:1/0"})  # type: ignore[arg-type]
     with pytest.raises(RebuildError, match="cannot reach Redis"), rebuild_lock(unreachable):
         pass
+
+
+def test_a_product_added_after_the_catch_up_does_not_refuse_the_rebuild(
+    ingested: Ingested, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shop keeps writing during the daily rebuild: a product created between the catch-up and the count
+    must be carried over, not make the copy look broken (the soak refused rebuilds this way)."""
+    import niteru.rebuild
+
+    data = tmp_path / "data"
+    shutil.copytree(ingested.settings.data_dir, data)
+    settings = Settings(**{**ingested.settings.model_dump(), "data_dir": data})
+    catch_up = niteru.rebuild._catch_up
+    with open_store(settings) as store:
+        source = store.get(ingested.good[3].product_id, with_vectors=True)
+        assert source is not None
+        late = ProductPoint(
+            source.product.model_copy(update={"product_id": "created-after-the-catch-up"}), source.vectors
+        )
+
+        def catch_up_then_create(live: ProductStore, target: ProductStore, text: object, passes: int) -> int:
+            caught = catch_up(live, target, text, passes)  # type: ignore[arg-type]
+            if passes > 1:  # the long catch-up is done; a PUT of a new product lands now
+                assert live.upsert([late]).written == [late.product.product_id]
+            return caught
+
+        monkeypatch.setattr(niteru.rebuild, "_catch_up", catch_up_then_create)
+        count = store.count()
+        report = rebuild(store, settings)
+        assert store.current_version() == report.current
+        assert store.count() == count + 1
+        carried = store.get(late.product.product_id)
+        assert carried is not None and carried.product.text_model_version == report.text_model

@@ -54,9 +54,12 @@ def test_writes_of_another_process_around_the_swap_reach_the_live_collection(
         old = worker.collection
         catch_up = niteru.rebuild._catch_up
 
+        wrote: list[bool] = []
+
         def last_catch_up_then_write(live: ProductStore, target: ProductStore, text: Any, passes: int) -> int:
             caught = catch_up(live, target, text, passes)
-            if passes == 1:  # the last catch-up has read the old collection: the swap comes next
+            if passes == 1 and not wrote:  # the last catch-up has read the old collection: the swap comes next
+                wrote.append(True)
                 assert worker.upsert([renamed(worker, ids[0], "Renamed during the swap")]).written == [ids[0]]
                 assert worker.delete(ids[1])
             return caught
