@@ -8,8 +8,9 @@ collection, check it, and swap the alias to it atomically; ``rollback`` swaps ba
    are re-read from the live collection and re-embedded, products deleted meanwhile are deleted;
    repeated until a pass finds nothing, the last pass and the swap under the store's lock (in one
    process nothing can slip in between);
-5. check (smoke queries answer; under the store's lock, after the last catch-up, the same count as live), swap the alias, make the new text model and
-   classifier current, keep the previous collection for ``rollback`` and drop older ones;
+5. check (smoke queries answer; under the store's lock, after the last catch-up, the same count as
+   live), swap the alias, make the new text model and classifier current, keep the previous collection
+   for ``rollback`` and drop older ones;
 6. re-sync: other processes (workers on a Qdrant server) may still have written to the old collection
    during the last catch-up and the swap. What they wrote there is carried over, unless the product was
    written in the new collection since the swap (that write is later). A write landing in the old
