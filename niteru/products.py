@@ -15,8 +15,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-# Shop product ids are free-form strings; we only refuse what cannot be a path segment or a log line.
-PRODUCT_ID_PATTERN = r"^[^\x00-\x1f\x7f/?#]{1,200}$"
+# Shop product ids are free-form strings, taken exactly as given; we only refuse what cannot be a path
+# segment or a log line, and whitespace at either end (``"abc "`` would otherwise read as ``"abc"``).
+PRODUCT_ID_PATTERN = r"^[^\s\x00-\x1f\x7f/?#](?:[^\x00-\x1f\x7f/?#]{0,198}[^\s\x00-\x1f\x7f/?#])?$"
 _PRODUCT_ID_RE = re.compile(PRODUCT_ID_PATTERN)
 
 # The largest version (image_version, delete versions) anything accepts: Qdrant compares range filters as
@@ -38,7 +39,7 @@ NonBlank = Annotated[str, AfterValidator(_not_blank)]
 
 
 def is_valid_product_id(product_id: str) -> bool:
-    return bool(_PRODUCT_ID_RE.match(product_id)) and bool(product_id.strip())
+    return bool(_PRODUCT_ID_RE.match(product_id)) and product_id == product_id.strip()
 
 
 def point_id(product_id: str) -> str:
