@@ -23,6 +23,7 @@ from api.routers import categorize, health, metrics, products, search, tasks, we
 from api.security import warn_if_open
 from api.services import Services
 from api.task_gateway import TaskGateway
+from embedding.image.preprocess import limit_concurrent_decodes
 from jobs.context import JobContext
 from niteru import __version__
 from niteru.embedders import Embedders
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None, *, embedders: Embedders | None 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    limit_concurrent_decodes(settings.image_max_concurrent_decodes)
     warn_if_open(settings)
     # Added innermost first: the request id wraps everything (a 413 or a CORS refusal carries it too).
     app.add_middleware(ServerTimingMiddleware)
