@@ -78,7 +78,9 @@ class ProductFields(BaseModel):
         description="Coarse routing label, e.g. fashion, food. Empty: the service estimates it from the vectors.",
     )
     subcategory: str = Field("", max_length=200)
-    price: float | None = Field(None, ge=0, description="Price in the shop's currency; null when unknown.")
+    price: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="Price in the shop's currency; null when unknown."
+    )
 
     @property
     def text(self) -> str:
