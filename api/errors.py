@@ -93,7 +93,7 @@ def validation_errors(errors: Any) -> list[dict[str, Any]]:
     out = []
     for error in errors:
         entry = {"type": str(error.get("type", "")), "loc": _plain(error.get("loc", ())), "msg": str(error.get("msg"))}
-        loc = error.get("loc") or ()
+        loc = tuple(error.get("loc") or ())
         if len(loc) >= 2 and loc[0] == "body" and isinstance(loc[1], str):
             entry["reason"] = field_reason(error)
         out.append(entry)
@@ -131,7 +131,7 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 400:  # a body the parser could not read (broken multipart): invalid input
             return _json(422, f"malformed request body: {exc.detail}")
-        return _json(exc.status_code, exc.detail, exc.headers)
+        return _json(exc.status_code, exc.detail, dict(exc.headers or {}) or None)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(Refusal, refusal)

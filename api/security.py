@@ -128,7 +128,7 @@ class KeyBeforeBodyMiddleware:
         if settings is None or settings.api_key is None:
             return None
         for route, what in self.guarded:
-            if scope["method"] in route.methods and route.path_regex.match(scope.get("path", "")):
+            if scope["method"] in (route.methods or ()) and route.path_regex.match(scope.get("path", "")):
                 if what == "writes" or settings.api_reads_require_key:
                     return _refusal(settings, _given_key(scope), what)
                 return None

@@ -25,9 +25,9 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
 from api.app import create_app
+from niteru.catalog import CatalogRow
 from niteru.settings import Settings
 from tests.fakes import fake_embedders
-from niteru.catalog import CatalogRow
 from tests.fast_fixtures import photo, train_classifier
 
 pytestmark = pytest.mark.catalog
@@ -66,7 +66,9 @@ def api_schema(catalog_dir: Path, fast_rows: list[CatalogRow], tmp_path_factory:
 
 def body_is_json(ctx: Any, response: Any, case: Any) -> bool | None:
     """Every answer but a 204, a redirect, the image and the metrics is a JSON document."""
-    if response.status_code in (204, 307) or (response.status_code == 200 and case.path.endswith(("/image", "/metrics"))):
+    if response.status_code in (204, 307) or (
+        response.status_code == 200 and case.path.endswith(("/image", "/metrics"))
+    ):
         return None
     json.loads(response.content)
     return None
@@ -100,13 +102,21 @@ def test_every_operation_with_generated_input(api_schema: Any) -> None:
         operation = result.ok()
         try:
             check_operation(operation)
-        except Exception as exc:  # noqa: BLE001 - every operation runs; the failures are reported together
+        except Exception as exc:  # every operation runs; the failures are reported together
             failures[operation.label] = f"{type(exc).__name__}: {str(exc)[:2000]}"
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
 
 
-CONTENT_TYPES = ["application/json", "text/plain", "multipart/form-data", "multipart/form-data; boundary=x",
-                 "application/x-www-form-urlencoded", "image/png", "", "application/json; charset=utf-16"]
+CONTENT_TYPES = [
+    "application/json",
+    "text/plain",
+    "multipart/form-data",
+    "multipart/form-data; boundary=x",
+    "application/x-www-form-urlencoded",
+    "image/png",
+    "",
+    "application/json; charset=utf-16",
+]
 ODD = st.text(alphabet=st.characters(codec="utf-8"), max_size=50) | st.sampled_from(
     ["\u202e\u0000", "\ud7ff" * 3, "ｱ" * 5000, "a" * 300_000, " ", "\t", "é\u0301", "🧦" * 100]
 )
@@ -118,14 +128,37 @@ def hostile_bodies(draw: st.DrawFn) -> bytes:
     """A JSON object with odd strings and extreme numbers, or bytes that are not JSON at all."""
     if draw(st.booleans()):
         return draw(st.binary(max_size=2000))
-    fields = draw(st.dictionaries(st.sampled_from(["shop_id", "title", "price", "text", "k", "image_version",
-                                                   "description", "image_path", "image_url", "category"]),
-                                  ODD.map(json.dumps) | NUMBERS, max_size=6))
+    fields = draw(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "shop_id",
+                    "title",
+                    "price",
+                    "text",
+                    "k",
+                    "image_version",
+                    "description",
+                    "image_path",
+                    "image_url",
+                    "category",
+                ]
+            ),
+            ODD.map(json.dumps) | NUMBERS,
+            max_size=6,
+        )
+    )
     return ("{" + ",".join(f"{json.dumps(k)}: {v}" for k, v in fields.items()) + "}").encode()
 
 
-ROUTES = [("PUT", "/v1/products/fz-1"), ("PUT", "/v1/products/fz-1/image"), ("POST", "/v1/search/text"),
-          ("POST", "/v1/search/image"), ("POST", "/v1/categorize"), ("POST", "/v1/tasks")]
+ROUTES = [
+    ("PUT", "/v1/products/fz-1"),
+    ("PUT", "/v1/products/fz-1/image"),
+    ("POST", "/v1/search/text"),
+    ("POST", "/v1/search/image"),
+    ("POST", "/v1/categorize"),
+    ("POST", "/v1/tasks"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +175,9 @@ def client(
 
 @given(route=st.sampled_from(ROUTES), content_type=st.sampled_from(CONTENT_TYPES), raw=hostile_bodies())
 @settings(max_examples=EXAMPLES * 3, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-def test_malformed_bodies_and_wrong_content_types(client: TestClient, route: tuple[str, str],
-                                                   content_type: str, raw: bytes) -> None:
+def test_malformed_bodies_and_wrong_content_types(
+    client: TestClient, route: tuple[str, str], content_type: str, raw: bytes
+) -> None:
     method, path = route
     r = client.request(method, path, content=raw, headers={"content-type": content_type} if content_type else {})
     SENT["raw"] += 1

@@ -8,8 +8,9 @@ any mode to 8-bit RGB (transparency flattened on white, 16-bit scaled rather tha
 square by padding, cropping or stretching (``ImageConfig.resize``); resize to 224x224.
 MobileNet's own ``preprocess_input`` (x / 127.5 - 1) is applied inside the model, on the batch.
 
-Decoding is the memory-hungry step, so at most ``limit_concurrent_decodes(n)`` run at once in a
-process (the service sizes it from ``image_max_concurrent_decodes``); further callers wait their turn.
+Decoding is the memory-hungry step, so decodes run on a small pool of threads of their own, at most
+``limit_concurrent_decodes(n)`` at once in a process (the service sizes it from
+``image_max_concurrent_decodes``); further callers wait their turn.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 import io
 import threading
 import warnings
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -50,29 +51,32 @@ ORIENTATIONS = {
     8: Image.Transpose.ROTATE_90,
 }
 
-_gate_lock = threading.Lock()
-_gate: threading.BoundedSemaphore | None = None
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
 
 
 def limit_concurrent_decodes(n: int) -> None:
-    """At most ``n`` images decode at once in this process (callers beyond that wait)."""
-    global _gate
+    """At most ``n`` images decode at once in this process (callers beyond that wait their turn).
+
+    Decodes run on ``n`` dedicated threads rather than on the callers' threads: the memory an image
+    needed is then reused by the next decode on the same thread (the allocator keeps one arena per
+    thread), instead of staying parked in the arenas of dozens of request threads.
+    """
+    global _pool
     if n < 1:
         raise ValueError(f"at least one decode must be allowed, got {n}")
-    with _gate_lock:
-        _gate = threading.BoundedSemaphore(n)
+    with _pool_lock:
+        old, _pool = _pool, ThreadPoolExecutor(n, thread_name_prefix="niteru-decode")
+    if old is not None:
+        old.shutdown(wait=False)  # decodes already queued there still finish
 
 
-@contextlib.contextmanager
-def decode_slot() -> Iterator[None]:
-    """Hold one of the process's decode slots."""
-    global _gate
-    with _gate_lock:
-        if _gate is None:
-            _gate = threading.BoundedSemaphore(DEFAULT_CONCURRENT_DECODES)
-        gate = _gate  # a resize while we hold a slot releases the old gate's, as it should
-    with gate:
-        yield
+def _decoder() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(DEFAULT_CONCURRENT_DECODES, thread_name_prefix="niteru-decode")
+        return _pool
 
 
 def read_image_bytes(source: bytes | Path, max_bytes: int) -> bytes:
@@ -191,8 +195,11 @@ def prepare_image(
     if isinstance(source, Image.Image):
         return _to_array(source, size, resize, min_side)
     data = read_image_bytes(source, max_bytes)
-    with decode_slot():
-        return _to_array(decode(data, max_pixels, size), size, resize, min_side)
+    return _decoder().submit(_decode_to_array, data, max_pixels, size, resize, min_side).result()
+
+
+def _decode_to_array(data: bytes, max_pixels: int, size: int, resize: ResizeMode, min_side: int) -> np.ndarray:
+    return _to_array(decode(data, max_pixels, size), size, resize, min_side)
 
 
 def _to_array(image: Image.Image, size: int, resize: ResizeMode, min_side: int) -> np.ndarray:
