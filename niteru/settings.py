@@ -62,11 +62,13 @@ class Settings(BaseSettings):
         "16-bit RGBA image at the limit still needs 128 MiB to decode, so more only serves attackers.",
     )
     image_max_concurrent_decodes: int = Field(
-        2,
+        1,
         ge=1,
         le=64,
         description="Images decoding at once in one process (photo searches, uploads, URL and catalog images); "
-        "the others wait. Decoding is where a hostile image costs memory, so this bounds the peak.",
+        "the others wait. Decoding is where a large image costs memory, so this bounds the peak: each slot "
+        "may hold one image at the pixel limit. One keeps 40 concurrent hostile images within 1.5x the idle "
+        "memory (bench/hostile_images.py); raise it with the cores when photo uploads queue.",
     )
     image_min_side: int = Field(8, ge=1, description="Refuse images whose shorter side is below this.")
     image_max_bytes: int = Field(10 * 1024 * 1024, description="Largest encoded image accepted.")
