@@ -30,7 +30,8 @@ from niteru.settings import Settings
 from tests.fakes import fake_embedders
 from tests.fast_fixtures import photo, train_classifier
 
-pytestmark = pytest.mark.catalog
+# Slow tier: a few minutes of generated requests run in CI (`make test`), not in `make test-fast`.
+pytestmark = [pytest.mark.catalog, pytest.mark.slow]
 
 # Examples per operation; about 15 operations, some with few distinct inputs.
 EXAMPLES = int(os.environ.get("NITERU_FUZZ_EXAMPLES", "220"))
