@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -142,6 +143,14 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
 
 
+async def send_json(send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """A ``{"detail": ...}`` answer from an ASGI middleware (outside FastAPI's handlers)."""
+    body = json.dumps({"detail": detail}).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
 class CatchAllMiddleware:
     """The unexpected (an engine's bare ``Exception``, a client library's own error type): logged with the
     request id, answered as a JSON 500. Placed inside the request-id middleware, so the answer carries it."""
@@ -167,7 +176,4 @@ class CatchAllMiddleware:
             log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             if started:  # the status is sent: nothing to do but end the connection
                 raise
-            body = json.dumps({"detail": f"internal error (request id {request_id_var.get()})"}).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": 500, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send_json(send, 500, f"internal error (request id {request_id_var.get()})")

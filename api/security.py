@@ -14,7 +14,6 @@ bodies are checked. The routes' own dependencies still check, and document, the 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any
@@ -25,7 +24,7 @@ from fastapi.routing import APIRoute, APIRouter
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.errors import ApiError
+from api.errors import ApiError, send_json
 from niteru.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -112,14 +111,7 @@ class KeyBeforeBodyMiddleware:
         if scope["type"] == "http" and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
             detail = self._refusal(scope)
             if detail is not None:
-                body = json.dumps({"detail": detail}).encode()
-                headers = [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="niteru"'),
-                ]
-                await send({"type": "http.response.start", "status": 401, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await send_json(send, 401, detail, [(b"www-authenticate", b'Bearer realm="niteru"')])
                 return
         await self.app(scope, receive, send)
 
