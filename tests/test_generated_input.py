@@ -105,6 +105,8 @@ def test_every_operation_with_generated_input(api_schema: Any) -> None:
             check_operation(operation)
         except Exception as exc:  # every operation runs; the failures are reported together
             failures[operation.label] = f"{type(exc).__name__}: {str(exc)[:2000]}"
+        outcome = "FAILED" if operation.label in failures else "ok"
+        print(f"{operation.label}: {SENT[operation.label]} requests, {outcome}", flush=True)  # `make fuzz -s`
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
 
 
