@@ -159,21 +159,17 @@ class CatchAllMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         started = False
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, receive, tracking_send)
         except Exception:
-            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
-            if started:  # the status is sent: nothing to do but end the connection
+            if scope["type"] != "http" or started:  # a lifespan failure, or the status is sent: nothing to add
                 raise
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             await send_json(send, 500, f"internal error (request id {request_id_var.get()})")
