@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install weights demo test test-fast lint pytest bench-image bench-text bench-api bench-relevance bench-engines clean
+.PHONY: install weights demo test test-fast fuzz lint pytest bench-image bench-text bench-api bench-relevance bench-engines clean
 
 install:
 	scripts/setup.sh
@@ -37,6 +37,11 @@ $(VENV)/.niteru-installed: pyproject.toml
 # load the real models are marked slow by tests/conftest.py and left out; so are lint and the weights check.
 test-fast: $(VENV)/.niteru-installed
 	$(BIN)/pytest -m "not slow" --durations=10
+
+# Generated input against the real app (fake embedders), about 50,000 requests: zero 5xx, every status
+# documented, every body JSON. CI runs the same tests with about 3,000 (tests/test_generated_input.py).
+fuzz: $(VENV)/.niteru-installed
+	NITERU_FUZZ_EXAMPLES=3300 $(BIN)/pytest tests/test_generated_input.py -p no:randomly -q -s
 
 bench-image: install
 	$(BIN)/python bench/image_throughput.py

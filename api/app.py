@@ -18,13 +18,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from api.errors import install_error_handlers
+from api.errors import CatchAllMiddleware, install_error_handlers
 from api.middleware import ContentLengthLimitMiddleware, ServerTimingMiddleware
 from api.observe import MetricsMiddleware, RequestIdMiddleware
 from api.routers import categorize, health, metrics, products, search, tasks, web
-from api.security import warn_if_open
+from api.security import KeyBeforeBodyMiddleware, warn_if_open
 from api.services import Models, Services
 from api.task_gateway import TaskGateway
+from embedding.image.preprocess import limit_concurrent_decodes
 from jobs.context import JobContext
 from niteru import __version__
 from niteru.embedders import Embedders
@@ -168,10 +169,13 @@ def create_app(settings: Settings | None = None, *, embedders: Embedders | None 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    limit_concurrent_decodes(settings.image_max_concurrent_decodes)
     warn_if_open(settings)
     # Added innermost first: the request id wraps everything (a 413 or a CORS refusal carries it too).
     app.add_middleware(ServerTimingMiddleware)
     app.add_middleware(ContentLengthLimitMiddleware, max_body_bytes=max_body)
+    routers = (health.router, products.router, search.router, categorize.router, tasks.router)
+    app.add_middleware(KeyBeforeBodyMiddleware, routers=routers)  # a 401 before any body is read
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -182,12 +186,13 @@ def create_app(settings: Settings | None = None, *, embedders: Embedders | None 
             expose_headers=["X-Request-ID", "Server-Timing"],
         )
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(CatchAllMiddleware)  # inside the request id: a 500 carries it
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
     app.include_router(web.router)
     app.include_router(metrics.router)
-    for router in (health.router, products.router, search.router, categorize.router, tasks.router):
+    for router in routers:
         # The cap is on the routes rather than the app: FastAPI's app-level cap sits outside our middleware
         # and answers a declared oversize body in plain text; per route it stops a chunked body as JSON.
         app.include_router(router, max_body_size=max_body)

@@ -10,11 +10,11 @@ our ``{"detail": ...}`` body instead of Starlette's plain-text one.
 
 from __future__ import annotations
 
-import json
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import send_json
 from niteru.timing import request_timings
 
 
@@ -48,9 +48,6 @@ class ContentLengthLimitMiddleware:
         if scope["type"] == "http":
             declared = dict(scope.get("headers") or []).get(b"content-length", b"")
             if declared.isdigit() and int(declared) > self.max_body_bytes:
-                body = json.dumps({"detail": f"request body is over the limit of {self.max_body_bytes} bytes"})
-                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-                await send({"type": "http.response.start", "status": 413, "headers": headers})
-                await send({"type": "http.response.body", "body": body.encode()})
+                await send_json(send, 413, f"request body is over the limit of {self.max_body_bytes} bytes")
                 return
         await self.app(scope, receive, send)

@@ -1,24 +1,33 @@
-"""Which image URLs the service may fetch: http(s) only, and never an internal address.
+"""Which image URLs the service may fetch, and the fetch itself: http(s) only, never an internal address.
 
 A shop sends image URLs; fetching them blindly would let anyone make the service (or a worker) reach
 internal hosts: the metadata endpoint of a cloud VM, an admin port on loopback, a database on the
-private network. So a URL's host is resolved first and refused when any address it resolves to is
-private, loopback, link-local, multicast, reserved or unspecified, unless the host is listed in the
-``image_fetch_allow_hosts`` setting (a local test server, an internal image CDN). Redirects are
-followed by the caller one hop at a time, each hop checked again.
+private network. So, for every hop (redirects are followed here, one at a time):
 
-What this does not stop: DNS rebinding between this check and the connection. Deployments that need
-that closed put the fetcher behind an egress proxy.
+- the host is resolved once, and every address must be *global* (``ipaddress``'s ``is_global``: this
+  refuses private, loopback, link-local, shared 100.64.0.0/10, reserved, multicast and documentation ranges, and
+  IPv6 forms that embed such an IPv4 address: mapped, 6to4, Teredo, NAT64), unless ``host:port`` (or the
+  bare host, any port) is listed in ``image_fetch_allow_hosts``;
+- the connection goes to the address that was checked (the URL is rewritten to it; the ``Host`` header
+  and the TLS server name stay the original host), so a second DNS answer cannot move it (DNS rebinding);
+- one wall-clock deadline (``image_fetch_timeout``) covers the whole fetch: DNS, connections, every
+  redirect and the body, so a server trickling bytes cannot hold a fetch past it.
+
+Refusals are generic: they never name the address a host resolved to.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
+import anyio
 import httpx
 
 from niteru.refusals import Refusal
@@ -30,6 +39,8 @@ MAX_REDIRECTS = 3
 # Statuses worth retrying later (the image host is busy or down), as opposed to a 404 that stays a 404.
 # Every failure to read an image is a ``Refusal``: transient when trying again later may work.
 TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+REDIRECTS = {301, 302, 303, 307, 308}
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def _too_large(limit: int) -> Refusal:
@@ -55,82 +66,144 @@ class CappedBuffer:
 
 
 class UnsafeUrlError(ValueError):
-    """A URL the service refuses to fetch; the message says why."""
+    """A URL the service refuses to fetch; the message is safe to show (it names no address)."""
 
 
-def _is_internal(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return bool(
-        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
-    )
+def is_public(ip: IpAddress) -> bool:
+    """Global, and so is any IPv4 address the IPv6 form carries (mapped, 6to4, Teredo, NAT64)."""
+    if not ip.is_global or ip.is_multicast:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
+        if ip in ipaddress.ip_network("64:ff9b::/96"):
+            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        return all(e is None or e.is_global for e in embedded)
+    return True
 
 
-def check_url(url: str, allow_hosts: Collection[str] = ()) -> str:
-    """Return ``url`` when it may be fetched, else raise ``UnsafeUrlError``."""
+@dataclass(frozen=True)
+class Target:
+    """A URL that passed the check, and the address to connect to."""
+
+    url: SplitResult
+    host: str
+    port: int
+    address: IpAddress
+
+    def pinned_url(self) -> str:
+        """The URL with the checked address in place of the host name."""
+        literal = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return urlunsplit(self.url._replace(netloc=f"{literal}:{self.port}"))
+
+    def host_header(self) -> str:
+        literal = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.url.scheme == "https" else 80
+        return literal if self.port == default else f"{literal}:{self.port}"
+
+
+def _allowed(host: str, port: int, allow_hosts: Collection[str]) -> bool:
+    entries = {h.strip().lower() for h in allow_hosts}
+    literal = f"[{host}]" if ":" in host else host
+    return host in entries or literal in entries or f"{literal}:{port}" in entries
+
+
+def _resolve(host: str, port: int, deadline: float) -> list[IpAddress]:
+    """The host's addresses, waiting at most until ``deadline`` (a hung resolver is left behind)."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    answer: list[object] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as exc:
+            answer.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="niteru-resolve", daemon=True).start()
+    if not done.wait(max(0.0, deadline - time.monotonic())):
+        raise Refusal("fetch_failed", "image_url: the host did not resolve in time", transient=True)
+    result = answer[0]
+    if isinstance(result, BaseException) or not isinstance(result, list) or not result:
+        raise UnsafeUrlError("cannot resolve the image host")
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in result]
+
+
+def check_url(url: str, allow_hosts: Collection[str] = (), deadline: float | None = None) -> Target:
+    """The checked target of ``url`` (the address to connect to), else ``UnsafeUrlError``."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
-        raise UnsafeUrlError(f"only http and https image URLs are fetched, not {parts.scheme or 'no scheme'!r}")
-    host = (parts.hostname or "").lower()
+        raise UnsafeUrlError("only http and https image URLs are fetched")
+    try:
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        raise UnsafeUrlError("the image URL has an invalid port") from None
     if not host:
         raise UnsafeUrlError("the image URL has no host")
-    if host in {h.lower() for h in allow_hosts}:
-        return url
-    try:
-        infos = socket.getaddrinfo(
-            host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
-        )
-    except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeUrlError(f"cannot resolve image host {host!r}: {exc}") from None
-    internal = sorted({str(info[4][0]) for info in infos if _is_internal(str(info[4][0]))})
-    if internal:
-        raise UnsafeUrlError(
-            f"image host {host!r} resolves to an internal address ({', '.join(internal)}); "
-            "list it in NITERU_IMAGE_FETCH_ALLOW_HOSTS to allow it"
-        )
-    return url
+    port = port or (443 if parts.scheme.lower() == "https" else 80)
+    addresses = _resolve(host, port, time.monotonic() + 30.0 if deadline is None else deadline)
+    if not _allowed(host, port, allow_hosts) and not all(is_public(a) for a in addresses):
+        raise UnsafeUrlError("the image host is not a public address")
+    return Target(parts._replace(scheme=parts.scheme.lower()), host, port, addresses[0])
 
 
 def fetch_url(url: str, settings: Settings) -> bytes:
-    """GET an image URL with a timeout and the size cap (``api_max_upload_bytes``); blocking.
+    """GET an image URL within one deadline (``image_fetch_timeout``) and the size cap; blocking.
 
-    Only http(s) URLs of public hosts (or hosts in ``image_fetch_allow_hosts``) are fetched, and each
-    redirect hop is checked again, so a caller cannot make the service or a worker reach internal hosts.
+    Every failure is a ``Refusal``: ``unsafe_url`` for what the guard refuses (generic, no address),
+    ``fetch_failed`` (transient) for a host that is slow, down or breaks the transfer.
     """
-    limit = settings.api_max_upload_bytes
+    deadline = time.monotonic() + settings.image_fetch_timeout
     try:
-        with httpx.Client(timeout=settings.image_fetch_timeout, follow_redirects=False) as client:
-            for _hop in range(MAX_REDIRECTS + 1):
-                check_url(url, settings.image_fetch_allow_hosts)
-                with client.stream("GET", url) as response:
-                    if response.is_redirect and "location" in response.headers:
-                        url = str(response.url.join(response.headers["location"]))
-                        continue
-                    if response.status_code != 200:
-                        raise Refusal(
-                            f"http_{response.status_code}",
-                            f"image_url answered HTTP {response.status_code}",
-                            transient=response.status_code in TRANSIENT_STATUSES,
-                        )
-                    return _read_capped(response, limit)
-            raise Refusal("too_many_redirects", f"image_url redirected more than {MAX_REDIRECTS} times")
+        for _hop in range(MAX_REDIRECTS + 1):
+            target = check_url(url, settings.image_fetch_allow_hosts, deadline)
+            status, location, body = anyio.run(_get, target, settings.api_max_upload_bytes, deadline)
+            if status in REDIRECTS and location is not None:
+                url = urljoin(urlunsplit(target.url), location)
+                continue
+            if status != 200:
+                raise Refusal(
+                    f"http_{status}", f"image_url answered HTTP {status}", transient=status in TRANSIENT_STATUSES
+                )
+            return body
+        raise Refusal("too_many_redirects", f"image_url redirected more than {MAX_REDIRECTS} times")
     except UnsafeUrlError as exc:
         raise Refusal("unsafe_url", f"image_url refused: {exc}") from None
-    except httpx.HTTPError as exc:  # timeouts, refused connections, broken transfers
-        raise Refusal(
-            "fetch_failed", f"could not fetch image_url: {type(exc).__name__}: {exc}", transient=True
-        ) from exc
+    except TimeoutError:
+        raise Refusal("fetch_failed", "image_url took longer than the fetch deadline", transient=True) from None
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:  # refused, reset, malformed answer
+        raise Refusal("fetch_failed", f"could not fetch image_url ({type(exc).__name__})", transient=True) from None
 
 
-def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    declared = int(response.headers.get("content-length") or 0)
-    if declared > limit:
-        raise _too_large(limit)
-    buffer = CappedBuffer(limit)  # stops reading at the cap, whatever the header said
-    for chunk in response.iter_bytes(CHUNK):
-        buffer.add(chunk)
-    return buffer.value()
+async def _get(target: Target, limit: int, deadline: float) -> tuple[int, str | None, bytes]:
+    """One GET to the checked address: status, redirect location and the capped body."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    with anyio.fail_after(remaining):
+        async with httpx.AsyncClient(timeout=remaining, follow_redirects=False, trust_env=False) as client:
+            request = client.build_request("GET", target.pinned_url(), headers={"Host": target.host_header()})
+            if target.url.scheme == "https":
+                request.extensions["sni_hostname"] = target.host
+            response = await client.send(request, stream=True)
+            try:
+                if response.status_code in REDIRECTS:
+                    return response.status_code, response.headers.get("location"), b""
+                if response.status_code != 200:
+                    return response.status_code, None, b""
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise _too_large(limit)
+                buffer = CappedBuffer(limit)  # stops reading at the cap, whatever the header said
+                async for chunk in response.aiter_bytes(CHUNK):
+                    buffer.add(chunk)
+                return 200, None, buffer.value()
+            finally:
+                await response.aclose()
 
 
 def catalog_path(relative: str, settings: Settings) -> Path:
@@ -140,17 +213,24 @@ def catalog_path(relative: str, settings: Settings) -> Path:
     inside the folder are followed, a caller cannot climb out of it.
     """
     rel = PurePosixPath(relative)
-    if not relative.strip() or rel.is_absolute() or ".." in rel.parts or "\\" in relative:
-        raise Refusal("bad_path", f"image_path {relative!r} must be a relative path inside the catalog folder")
+    if not relative.strip() or rel.is_absolute() or ".." in rel.parts or "\\" in relative or "\0" in relative:
+        raise Refusal("bad_path", f"image_path {relative[:200]!r} must be a relative path inside the catalog folder")
     path = settings.catalog_dir / rel
-    if not path.is_file():
-        raise Refusal("not_found", f"image_path {relative!r} does not exist in the catalog folder")
+    try:
+        found = path.is_file()
+    except OSError:  # a name too long for the file system, say: no such image either way
+        found = False
+    if not found:
+        raise Refusal("not_found", f"image_path {relative[:200]!r} does not exist in the catalog folder")
     return Path(path)
 
 
 def read_image_path(relative: str, settings: Settings) -> bytes:
     """Bytes of an image inside the configured catalog folder (``catalog_path``), within the size cap."""
     path = catalog_path(relative, settings)
-    if path.stat().st_size > settings.api_max_upload_bytes:
-        raise _too_large(settings.api_max_upload_bytes)
-    return Path(path).read_bytes()
+    try:
+        if path.stat().st_size > settings.api_max_upload_bytes:
+            raise _too_large(settings.api_max_upload_bytes)
+        return Path(path).read_bytes()
+    except OSError:
+        raise Refusal("not_found", f"image_path {relative[:200]!r} cannot be read from the catalog folder") from None

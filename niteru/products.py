@@ -15,8 +15,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-# Shop product ids are free-form strings; we only refuse what cannot be a path segment or a log line.
-PRODUCT_ID_PATTERN = r"^[^\x00-\x1f\x7f/?#]{1,200}$"
+# Shop product ids are free-form strings, taken exactly as given; we only refuse what cannot be a path
+# segment or a log line, and whitespace at either end (``"abc "`` would otherwise read as ``"abc"``).
+PRODUCT_ID_PATTERN = r"^[^\s\x00-\x1f\x7f/?#](?:[^\x00-\x1f\x7f/?#]{0,198}[^\s\x00-\x1f\x7f/?#])?$"
 _PRODUCT_ID_RE = re.compile(PRODUCT_ID_PATTERN)
 
 # The largest version (image_version, delete versions) anything accepts: Qdrant compares range filters as
@@ -38,7 +39,7 @@ NonBlank = Annotated[str, AfterValidator(_not_blank)]
 
 
 def is_valid_product_id(product_id: str) -> bool:
-    return bool(_PRODUCT_ID_RE.match(product_id)) and bool(product_id.strip())
+    return bool(_PRODUCT_ID_RE.match(product_id)) and product_id == product_id.strip()
 
 
 def point_id(product_id: str) -> str:
@@ -77,7 +78,9 @@ class ProductFields(BaseModel):
         description="Coarse routing label, e.g. fashion, food. Empty: the service estimates it from the vectors.",
     )
     subcategory: str = Field("", max_length=200)
-    price: float | None = Field(None, ge=0, description="Price in the shop's currency; null when unknown.")
+    price: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="Price in the shop's currency; null when unknown."
+    )
 
     @property
     def text(self) -> str:

@@ -11,6 +11,7 @@ the boundary, by ``from_embedding``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -63,12 +64,20 @@ def from_embedding(exc: ImageError | TextError, product_id: str = "") -> Refusal
     return Refusal(exc.reason, exc.message, product_id=product_id)
 
 
+def field_reason(error: Mapping[str, Any]) -> str:
+    """The reason code of one pydantic error entry: ``empty_title``, ``invalid_price``... (the API's
+    request validation and the core's refusals name a bad field alike)."""
+    names = [str(part) for part in error.get("loc", ()) if isinstance(part, str) and part != "body"]
+    name = names[-1] if names else "fields"
+    kind = "empty" if "empty" in str(error.get("msg", "")) or error.get("type") == "string_too_short" else "invalid"
+    return f"{kind}_{name}"
+
+
 def from_fields(exc: ValidationError, product_id: str = "") -> Refusal:
     """A product's fields that do not validate: ``empty_title``, ``invalid_price``... (the first error)."""
     first = exc.errors(include_url=False)[0]
     name = str(first["loc"][0]) if first["loc"] else "fields"
-    kind = "empty" if "empty" in first["msg"] or first["type"] == "string_too_short" else "invalid"
-    return Refusal(f"{kind}_{name}", f"{name}: {first['msg']}", product_id=product_id)
+    return Refusal(field_reason(first), f"{name}: {first['msg']}", product_id=product_id)
 
 
 def no_words(product_id: str = "") -> Refusal:

@@ -56,7 +56,20 @@ class Settings(BaseSettings):
         "cores with catalog images, see bench/image_throughput.py).",
     )
     image_max_pixels: int = Field(
-        40_000_000, description="Decompression-bomb guard: refuse images with more pixels than this."
+        16_000_000,
+        ge=1,
+        description="Decompression-bomb guard, checked on the header before any pixel is decoded: refuse images "
+        "with more pixels than this. 16 M covers a 4624x3472 phone photo; the model sees 224x224, and a "
+        "16-bit RGBA image at the limit still needs 128 MiB to decode, so more only serves attackers.",
+    )
+    image_max_concurrent_decodes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Images decoding at once in one process (photo searches, uploads, URL and catalog images); "
+        "the others wait. Decoding is where a large image costs memory, so this bounds the peak: each slot "
+        "may hold one image at the pixel limit. One keeps 40 concurrent hostile images within 1.5x the idle "
+        "memory (bench/hostile_images.py); raise it with the cores when photo uploads queue.",
     )
     image_min_side: int = Field(8, ge=1, description="Refuse images whose shorter side is below this.")
     image_max_bytes: int = Field(10 * 1024 * 1024, description="Largest encoded image accepted.")

@@ -73,7 +73,10 @@ class ProductWrite:
 
 def check_product_id(product_id: str) -> None:
     if not is_valid_product_id(product_id):
-        raise Refusal("invalid_product_id", f"product id {product_id!r} is empty or has control characters")
+        raise Refusal(
+            "invalid_product_id",
+            f"product id {product_id!r} is empty, has control characters or whitespace at either end",
+        )
 
 
 def check_fields(product_id: str, fields: ProductFields | Mapping[str, Any]) -> ProductFields:

@@ -11,7 +11,7 @@ from niteru.model_config import image_config, text_config
 from niteru.settings import Settings
 
 # Settings named like a model's that belong to something else (fetching image URLs, the benchmark corpora).
-NOT_MODEL_SETTINGS = {"image_fetch_timeout", "image_fetch_allow_hosts", "text_data_dir"}
+NOT_MODEL_SETTINGS = {"image_fetch_timeout", "image_fetch_allow_hosts", "image_max_concurrent_decodes", "text_data_dir"}
 # Values to change a setting to where adding one would not be valid.
 OTHER_VALUE = {
     "image_block": 11,

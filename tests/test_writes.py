@@ -155,11 +155,11 @@ def test_a_bad_field_is_refused_for_that_field_through_every_door(
     env: Env, name: str, value: object, reason: str, rule: str
 ) -> None:
     item = product(env.ingested, fields={name: value})
-    # The API checks a JSON body before the core sees it; its 422 names the same field and the same rule.
+    # The API checks a JSON body before the core sees it; its 422 names the same field, rule and reason code.
     r = env.client.put(f"/v1/products/{reason}-api", json={**item["fields"], "image_path": item["image"]})
     assert r.status_code == 422
     (error,) = r.json()["detail"]
-    assert error["loc"] == ["body", name] and rule in error["msg"]
+    assert error["loc"] == ["body", name] and rule in error["msg"] and error["reason"] == reason
     others = {door: THROUGH[door](env, f"{reason}-{door}", item) for door in DOORS if door != "api"}
     assert others == dict.fromkeys(others, reason)
 

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from api.errors import ALWAYS
 from niteru.metrics import get_metrics, read_queue_length
 from niteru.settings import Settings
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=ALWAYS)
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics")

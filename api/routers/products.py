@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import services_of
-from api.errors import ApiError
+from api.errors import ERRORS, ApiError
 from api.images import read_upload, stored_image
 from api.schemas import (
     ImageUploadFields,
@@ -32,15 +33,7 @@ router = APIRouter(prefix="/v1/products", tags=["products"], dependencies=[Depen
 WRITE = [Depends(require_write)]
 
 ProductId = Annotated[str, Path(pattern=PRODUCT_ID_PATTERN, description="The shop's product id.")]
-ERRORS: dict[int | str, dict[str, str]] = {
-    404: {"description": "Unknown product"},
-    409: {"description": "A newer image of this product is stored"},
-    413: {"description": "Image over the size limit"},
-    415: {"description": "Not an image"},
-    401: {"description": "Missing or wrong API key"},
-    422: {"description": "Invalid input"},
-    503: {"description": "Store or model unavailable"},
-}
+__all__ = ["ERRORS", "router"]
 
 
 def _put_status(result: PutResult, response: Response) -> PutResult:
@@ -86,8 +79,9 @@ async def put_product_image(
     if product is not None:
         try:
             given = ImageUploadFields.model_validate_json(product)
-        except ValidationError as exc:
-            raise ApiError(422, f"invalid product field: {exc.errors(include_url=False)}") from None
+        except ValidationError as exc:  # the same 422 as a JSON body's, located in the form field
+            errors = exc.errors(include_url=False)
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
         version = given.image_version
         fields = ProductFields.taken_from(given)
 
@@ -145,8 +139,10 @@ async def similar(
     category: Annotated[str | None, Query(description="Only products of this category.")] = None,
     subcategory: Annotated[str | None, Query(description="Only products of this subcategory.")] = None,
     shop_id: Annotated[str | None, Query(description="Only products of this shop.")] = None,
-    price_min: Annotated[float | None, Query(ge=0, description="Lowest price (products without one drop out).")] = None,
-    price_max: Annotated[float | None, Query(ge=0, description="Highest price.")] = None,
+    price_min: Annotated[
+        float | None, Query(ge=0, allow_inf_nan=False, description="Lowest price (products without one drop out).")
+    ] = None,
+    price_max: Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="Highest price.")] = None,
     exclude_same_shop: Annotated[bool, Query(description="Leave out the product's own shop.")] = False,
     max_per_shop: Annotated[int | None, Query(ge=1, description="At most this many products per shop.")] = None,
     exclude: Annotated[list[str] | None, Query(max_length=200, description="Product ids to leave out.")] = None,

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import services_of
+from api.errors import ERRORS
 from api.images import read_upload
-from api.routers.products import ERRORS
 from api.schemas import Match, SearchOut, TextSearchIn
 from api.security import require_read
 

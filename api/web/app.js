@@ -35,16 +35,23 @@ function status(text, isError) {
   el.classList.toggle("error", Boolean(isError));
 }
 
-// With a key, images are fetched with it (an <img src> cannot send headers) and shown as blob URLs.
-function setImage(img, productId) {
-  const url = `/v1/products/${encodeURIComponent(productId)}/image`;
+// A stored http(s) image is shown from its own host with a plain <img src>: the API key never goes
+// there. A catalog image is served by the API: with a key it is fetched with it (an <img src> cannot send
+// headers) and shown as a blob URL, and that fetch never follows a redirect, so the key stays here.
+function setImage(img, item) {
+  const url = `/v1/products/${encodeURIComponent(item.product_id)}/image`;
   img.alt = "";
   img.loading = "lazy";
+  if (/^https?:\/\//i.test(item.image || "")) {
+    img.referrerPolicy = "no-referrer";
+    img.src = item.image;
+    return;
+  }
   if (!apiKey()) {
     img.src = url;
     return;
   }
-  fetch(url, { headers: headers() })
+  fetch(url, { headers: headers(), redirect: "manual" })
     .then((r) => (r.ok ? r.blob() : null))
     .then((blob) => { if (blob) img.src = URL.createObjectURL(blob); });
 }
@@ -58,7 +65,7 @@ function card(item, onClick) {
   el.className = "card";
   el.dataset.productId = item.product_id;
   const img = document.createElement("img");
-  setImage(img, item.product_id);
+  setImage(img, item);
   const title = document.createElement("h3");
   title.textContent = item.title;
   title.title = item.title;

@@ -24,7 +24,7 @@ class ImageConfig:
     resize: ResizeMode = "pad"
     batch_size: int = 32  # images per forward pass
     decode_threads: int = 0  # threads decoding the next batch while the model runs; 0: decode inline
-    max_pixels: int = 40_000_000  # decompression-bomb guard, checked on the header
+    max_pixels: int = 16_000_000  # decompression-bomb guard, checked on the header
     min_side: int = 8  # shorter side below this is refused
     max_bytes: int = 10 * 1024 * 1024  # largest encoded image accepted
     threads: int = 0  # threads of one forward pass (0: all cores)
