@@ -182,7 +182,12 @@ def wait_task(url: str, task_id: str, timeout: float = 1800, http: httpx.Client 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            state: dict[str, Any] = http.get(f"{url}/v1/tasks/{task_id}").json()
+            answer = http.get(f"{url}/v1/tasks/{task_id}")
+            if answer.status_code == 404:
+                # Finished long ago: the executor keeps the last 10,000 finished states, and a long soak
+                # accepts more tasks than that. The products themselves are checked by ``check``.
+                return {"task_id": task_id, "status": "expired"}
+            state: dict[str, Any] = answer.json()
             if state.get("status") in ("succeeded", "failed"):
                 return state
         except (httpx.HTTPError, ValueError):
