@@ -17,16 +17,16 @@ import numpy as np
 
 from api.errors import ApiError, ServiceUnavailableError
 from api.listing import Listing, ListingCache
-from niteru.categorize import estimate
+from niteru.categorize import Estimator, estimate, estimator_of
 from niteru.embedders import Embedders
 from niteru.products import Product, ProductFields
 from niteru.refusals import Refusal
 from niteru.settings import Settings
-from niteru.similar import Estimator, SimilarOptions, SimilarResult, UnknownProductError, similar_products
+from niteru.similar import SimilarOptions, SimilarResult, UnknownProductError, similar_products
 from niteru.store import Hit, ProductStore, SearchFilter
 from niteru.timing import timed
 from niteru.write_inputs import ImageSource, ProductWrite
-from niteru.writes import ProductWriter, delete_product, estimator_of
+from niteru.writes import ProductWriter, delete_product
 
 if TYPE_CHECKING:
     from api.task_gateway import TaskGateway

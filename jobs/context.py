@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from niteru.categorize import estimator_of
 from niteru.embedders import Embedders, load_embedders
 from niteru.model_sync import ModelSync, live_text_model
 from niteru.settings import Settings
 from niteru.store import ProductStore, open_store
-from niteru.writes import ProductWriter, estimator_of
+from niteru.writes import ProductWriter
 
 if TYPE_CHECKING:
     from embedding.category import CategoryModel

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,10 @@ from niteru.settings import Settings
 from niteru.store.base import ProductStore
 
 log = logging.getLogger(__name__)
+
+# (image vector, text vector) -> [(category, probability), ...] best first: what routing and the write
+# path ask of the classifier (None where there is no classifier).
+Estimator = Callable[[np.ndarray | None, np.ndarray | None], list[tuple[str, float]]]
 
 # Estimates returned by ``estimate`` and ``POST /v1/categorize``.
 TOP_CATEGORIES = 3
@@ -91,3 +96,10 @@ def estimate(model: CategoryModel, image: np.ndarray | None, text: np.ndarray | 
         text=None if text is None else np.asarray(text, np.float32)[None],
     )
     return model.top(proba, k=TOP_CATEGORIES)[0]
+
+
+def estimator_of(model: CategoryModel | None) -> Estimator | None:
+    """The classifier as the write path's and the similar-products use case's estimator."""
+    if model is None:
+        return None
+    return lambda image, text: estimate(model, image, text)

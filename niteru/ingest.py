@@ -23,14 +23,20 @@ from pathlib import Path
 from tqdm import tqdm
 
 from niteru.catalog import CatalogRow, read_catalog, stratified_sample
-from niteru.categorize import CategoryTrainingError, category_dir, load_current, train_from_store
+from niteru.categorize import (
+    CategoryTrainingError,
+    Estimator,
+    category_dir,
+    estimator_of,
+    load_current,
+    train_from_store,
+)
 from niteru.embedders import Embedders, load_embedders
 from niteru.refusals import Refusal, from_embedding
 from niteru.settings import Settings
-from niteru.similar import Estimator
 from niteru.store import ProductStore, open_store
 from niteru.write_inputs import ImageSource, ProductWrite, check_fields
-from niteru.writes import ProductWriter, WriteOutcome, estimator_of
+from niteru.writes import ProductWriter, WriteOutcome
 
 log = logging.getLogger(__name__)
 

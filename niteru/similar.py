@@ -6,18 +6,17 @@ the code path users get.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from niteru.categorize import Estimator
 from niteru.fusion import RULES, Fusion, Share
 from niteru.routing import Mode, Route, route
 from niteru.settings import Settings
 from niteru.store import Hit, ProductStore, SearchFilter, StoreSchemaError
 
-# (image vector, text vector) -> [(category, probability), ...] best first; None when no classifier.
-Estimator = Callable[[np.ndarray | None, np.ndarray | None], list[tuple[str, float]]]
 # With a per-shop cap, ask for this many times k at first, and at most this many products in all.
 SHOP_CAP_OVERFETCH = 3
 SHOP_CAP_MAX_FETCH = 1000

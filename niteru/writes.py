@@ -17,17 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from niteru.categorize import Estimator
 from niteru.embedders import Embedders, ProductInput, embed_products, input_hash, reembed_text
 from niteru.products import Product, ProductFields, now_version
 from niteru.refusals import Refusal
 from niteru.settings import Settings
-from niteru.similar import Estimator
 from niteru.store import ProductPoint, ProductStore
 from niteru.timing import timed
 from niteru.write_inputs import ProductWrite, check_fields, check_product_id, fields_of, resolve_image
 
 if TYPE_CHECKING:
-    from embedding.category import CategoryModel
+    pass
 
 WriteStatus = Literal["created", "updated", "unchanged", "stale", "superseded"]
 
@@ -76,15 +76,6 @@ class Prepared:
 
     results: list[WriteOutcome | None]
     ready: list[_Item] = field(default_factory=list)
-
-
-def estimator_of(model: CategoryModel | None) -> Estimator | None:
-    """The classifier as the writer's (and the similar-products use case's) estimator."""
-    if model is None:
-        return None
-    from niteru.categorize import estimate
-
-    return lambda image, text: estimate(model, image, text)
 
 
 class ProductWriter:
