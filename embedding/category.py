@@ -7,6 +7,9 @@ L2-normalised embeddings is already close to calibrated; each model is additiona
 sigmoid calibration fitted by cross-validation (``CalibratedClassifierCV``), so the probabilities can
 weigh routing policies against each other.
 
+scikit-learn trains; serving predicts in numpy (``embedding.calibrated_linear``) from an ``npz`` file, so
+the API and the workers import neither scikit-learn nor SciPy (about 75 MB and seconds of start-up each).
+
 Categories with fewer than ``min_class_size`` training products (catalog-dev's ``sports`` holds one
 football) cannot be learned or calibrated; they are left out and reported in ``dropped``.
 """
@@ -25,7 +28,10 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+from embedding.calibrated_linear import CalibratedLinear
+
+# 2: numpy arrays in an npz (no pickle). 1: a joblib pickle of scikit-learn objects, still read.
+FORMAT_VERSION = 2
 FEATURE_SETS = ("image", "text", "both")
 
 
@@ -38,7 +44,7 @@ class CategoryModel:
     """Fitted classifiers by feature set, and the class labels they predict (same order for all)."""
 
     classes: list[str]
-    models: dict[str, Any]
+    models: dict[str, CalibratedLinear]
     version: str
     dropped: list[str] = field(default_factory=list)
 
@@ -80,25 +86,27 @@ def train_category_model(
     keep = np.array([label not in dropped for label in labels])
     y = np.asarray(labels)[keep]
     features = {"image": image[keep], "text": text[keep], "both": np.hstack([image[keep], text[keep]])}
-    models = {name: _fit_one(x, y, seed) for name, x in features.items()}
-    classes = [str(c) for c in models["both"].classes_]
+    fitted = {name: _fit_one(x, y, seed) for name, x in features.items()}
+    classes = [str(c) for c in fitted["both"].classes_]
+    models = {name: CalibratedLinear.from_sklearn(m) for name, m in fitted.items()}
     version = f"category-{datetime.now(UTC):%Y%m%dT%H%M%S}-{len(y)}"
     return CategoryModel(classes=classes, models=models, version=version, dropped=dropped)
 
 
 def save_category_model(model: CategoryModel, directory: Path) -> Path:
-    """Write ``directory/<version>.joblib`` atomically and point ``current.json`` at it."""
-    import joblib
-    import sklearn
-
+    """Write ``directory/<version>.npz`` atomically and point ``current.json`` at it."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{model.version}.joblib"
+    path = directory / f"{model.version}.npz"
+    arrays: dict[str, np.ndarray] = {"classes": np.array(model.classes, dtype=str)}
+    arrays["dropped"] = np.array(model.dropped, dtype=str)
+    for name in FEATURE_SETS:
+        arrays.update(model.models[name].arrays(name))
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    meta = {"format_version": FORMAT_VERSION, "sklearn": sklearn.__version__, "numpy": np.__version__}
-    joblib.dump({"meta": meta, "model": model}, tmp)
+    named: Any = arrays  # numpy's stub types **kwds like its allow_pickle flag
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, **named)
     Path(tmp).replace(path)
-    pointer = {"current": path.name, **meta}
+    pointer = {"current": path.name, "format_version": FORMAT_VERSION, "numpy": np.__version__}
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(pointer, f)
@@ -107,21 +115,38 @@ def save_category_model(model: CategoryModel, directory: Path) -> Path:
 
 
 def load_category_model(directory: Path) -> CategoryModel:
-    """The current model in ``directory``; a clear error when absent or written by other library versions."""
-    import joblib
-    import sklearn
-
+    """The current model in ``directory``; a clear error when absent or of an unknown format."""
     pointer = directory / "current.json"
     if not pointer.is_file():
         raise CategoryModelMissingError(
             f"no category model in {directory}; train one with `niteru ingest` or `niteru rebuild`"
         )
     meta = json.loads(pointer.read_text())
-    if meta.get("format_version") != FORMAT_VERSION or meta.get("sklearn") != sklearn.__version__:
+    path = directory / meta["current"]
+    if meta.get("format_version") == 1:
+        return _load_joblib(path, meta)
+    if meta.get("format_version") != FORMAT_VERSION:
         raise CategoryModelMissingError(
-            f"category model in {directory} was written by format {meta.get('format_version')} / scikit-learn "
-            f"{meta.get('sklearn')}; this is format {FORMAT_VERSION} / {sklearn.__version__}: retrain it"
+            f"category model in {directory} has format {meta.get('format_version')}; this is format "
+            f"{FORMAT_VERSION}: retrain it"
         )
-    payload = joblib.load(directory / meta["current"])
-    model: CategoryModel = payload["model"]
-    return model
+    with np.load(path, allow_pickle=False) as arrays:
+        models = {name: CalibratedLinear.from_arrays(arrays, name) for name in FEATURE_SETS}
+        classes, dropped = [str(c) for c in arrays["classes"]], [str(c) for c in arrays["dropped"]]
+    return CategoryModel(classes=classes, models=models, version=path.stem, dropped=dropped)
+
+
+def _load_joblib(path: Path, meta: dict[str, Any]) -> CategoryModel:
+    """A format-1 model (a store from before format 2): its scikit-learn objects, converted. The next
+    rebuild writes format 2, and serving stops importing scikit-learn."""
+    import joblib
+    import sklearn
+
+    if meta.get("sklearn") != sklearn.__version__:
+        raise CategoryModelMissingError(
+            f"category model {path} was written by scikit-learn {meta.get('sklearn')}; this is "
+            f"{sklearn.__version__}: retrain it"
+        )
+    old = joblib.load(path)["model"]
+    models = {name: CalibratedLinear.from_sklearn(m) for name, m in old.models.items()}
+    return CategoryModel(classes=list(old.classes), models=models, version=old.version, dropped=list(old.dropped))

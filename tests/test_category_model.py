@@ -83,7 +83,7 @@ def test_saved_model_reloads_identically_and_refuses_other_versions(
         again.predict_proba(image=image, text=text), model.predict_proba(image=image, text=text)
     )
     pointer = tmp_path / "current.json"
-    pointer.write_text(pointer.read_text().replace('"format_version": 1', '"format_version": 99'))
+    pointer.write_text(pointer.read_text().replace('"format_version": 2', '"format_version": 99'))
     with pytest.raises(CategoryModelMissingError, match="retrain"):
         load_category_model(tmp_path)
     with pytest.raises(CategoryModelMissingError, match="niteru"):
