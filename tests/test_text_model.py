@@ -250,3 +250,56 @@ def test_incompatible_artifact_is_refused(trained: tuple[TextConfig, Path], tmp_
 def test_training_on_texts_without_words_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TextTrainingError, match="at least 2 texts with words"):
         train_text_model(["", "  ", "😀", "<br>"], small_config(tmp_path))
+
+
+def test_subwords_are_fasttexts_own(trained: tuple[TextConfig, Path]) -> None:
+    """The n-grams serving enumerates are those fastText computes, for ASCII, Japanese, mixed and short words."""
+    import fasttext
+
+    from embedding.text.model import subwords
+
+    ft = fasttext.load_model(str(trained[1] / "fasttext.bin"))
+    config = trained[0]
+    for word in ("tshirtt", "ab", "x", "ワンピース", "黒いtシャツ", "über-größe", "🙂🙂", "a" * 40):
+        grams = ft.get_subwords(word)[0]
+        in_vocabulary = ft.get_word_id(word) >= 0  # then fastText lists the word itself first
+        assert subwords(word, config.minn, config.maxn) == (grams[1:] if in_vocabulary else grams), word
+
+
+def test_a_model_without_kept_ngram_rows_gives_the_same_vectors(
+    trained: tuple[TextConfig, Path], embedder: TextEmbedder, corpus: tuple[Labelled, Labelled], tmp_path: Path
+) -> None:
+    """Models written before the n-gram rows were kept take them from their fastText file, once."""
+    old = tmp_path / "old"
+    shutil.copytree(trained[1], old)
+    with np.load(old / "scdv.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "ngram_vectors"}
+    assert len(arrays) == len(np.load(trained[1] / "scdv.npz").files) - 1
+    np.savez(old / "scdv.npz", allow_pickle=False, **arrays)
+    again = TextEmbedder(trained[0], model_dir=old).load()
+    texts = [*corpus[1].texts[:20], "tshirtt ワンピースx", "unheardofword"]
+    np.testing.assert_allclose(again.embed(texts), embedder.embed(texts), rtol=0, atol=1e-6)
+    (old / "fasttext.bin").unlink()
+    with pytest.raises(TextModelMissingError):
+        TextEmbedder(trained[0], model_dir=old).load()
+
+
+def test_serving_text_vectors_does_not_load_fasttext(trained: tuple[TextConfig, Path]) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path; from embedding.text import TextEmbedder, TextConfig\n"
+        "e = TextEmbedder(TextConfig(Path(sys.argv[1]))).load(); e.embed(['tshirtt unheardof', 'a red dress'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fasttext', 'scipy', 'sklearn')))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(trained[1])],
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]", done.stdout

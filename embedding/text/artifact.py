@@ -42,6 +42,10 @@ ARRAYS = (
     "pca_mean",
     "pca_components_t",
 )
+# Arrays a model may lack (written by older code); the embedder derives them when they are missing.
+# ``ngram_vectors``: the fastText input row of each seen n-gram, aligned with ``seen_ngrams``, so serving
+# needs neither the fastText library nor its 200,000-bucket matrix in memory.
+OPTIONAL_ARRAYS = ("ngram_vectors",)
 
 
 def library_versions() -> dict[str, str]:
@@ -72,7 +76,8 @@ class TextArtifact:
         try:
             shutil.copyfile(self.fasttext_path, tmp / "fasttext.bin")
             with (tmp / "scdv.npz").open("wb") as f:
-                np.savez(f, allow_pickle=False, **{name: self.arrays[name] for name in ARRAYS})
+                names = [*ARRAYS, *(n for n in OPTIONAL_ARRAYS if n in self.arrays)]
+                np.savez(f, allow_pickle=False, **{name: self.arrays[name] for name in names})
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, ensure_ascii=False), encoding="utf-8")
             if target.exists():  # the same version again (same content hash): replace it
                 shutil.rmtree(target)
@@ -150,9 +155,10 @@ def load_artifact(model_dir: Path) -> TextArtifact:
     try:
         with np.load(path / "scdv.npz", allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in ARRAYS}
+            arrays.update({name: npz[name] for name in OPTIONAL_ARRAYS if name in npz.files})
     except (OSError, ValueError, KeyError) as exc:
         raise TextModelIncompatibleError(f"unreadable {path / 'scdv.npz'} ({exc}); {TRAIN_HINT}") from exc
-    if not (path / "fasttext.bin").is_file():
+    if "ngram_vectors" not in arrays and not (path / "fasttext.bin").is_file():
         raise TextModelMissingError(f"{path / 'fasttext.bin'} is missing; {TRAIN_HINT}")
     return TextArtifact(meta=meta, arrays=arrays, fasttext_path=path / "fasttext.bin", path=path)
 

@@ -7,8 +7,12 @@
 Words never seen in training get a vector from their character n-grams (fastText subwords), averaged
 over the n-grams that occurred in training only (by string, not by hash bucket): an untrained bucket
 holds random initial values, so counting it would add noise. A token none of whose n-grams was seen
-is dropped. A text left with no word at all (empty, whitespace, only punctuation, emoji or markup,
-or only never-seen character sequences) gets the **zero vector**: its dot product with every vector
+is dropped. The n-grams of a word are enumerated here as fastText does (``subwords``) and looked up in
+the seen n-grams' rows kept in the model, so serving loads neither the fastText library nor its
+200,000-bucket matrix (about 160 MB per process).
+
+A text left with no word at all (empty, whitespace, only punctuation, emoji or markup, or only
+never-seen character sequences) gets the **zero vector**: its dot product with every vector
 is 0, so it is nobody's near neighbour, and it is never NaN; ``~vectors.any(axis=1)`` finds such rows.
 """
 
@@ -42,15 +46,15 @@ class TextEmbedder:
         self.dim = 0
         self.version = ""
         self.meta: dict[str, Any] = {}
-        self._ft: Any = None
+        self._ngram_vectors: np.ndarray | None = None
 
     @property
     def loaded(self) -> bool:
-        return self._ft is not None
+        return self._ngram_vectors is not None
 
     def load(self) -> TextEmbedder:
         """Load the current artifact of ``model_dir`` (or the model folder given as ``model_dir``)."""
-        if self._ft is None:
+        if self._ngram_vectors is None:
             self._attach(load_artifact(self.model_dir))
         return self
 
@@ -61,17 +65,20 @@ class TextEmbedder:
         return embedder
 
     def _attach(self, artifact: TextArtifact) -> None:
-        import fasttext
-
         a = artifact.arrays
-        self._ft = fasttext.load_model(str(artifact.fasttext_path))
+        seen = [str(g) for g in a["seen_ngrams"]]
+        self._ngram_row = {g: i for i, g in enumerate(seen)}
+        self._ngram_vectors = np.ascontiguousarray(
+            a["ngram_vectors"] if "ngram_vectors" in a else _ngram_rows_from_fasttext(artifact, seen), np.float32
+        )
+        params = artifact.meta.get("params", {})
+        self._minn, self._maxn = int(params.get("text_minn", 3)), int(params.get("text_maxn", 6))
         self.meta = artifact.meta
         self.version = artifact.version
         self._index = {str(w): i for i, w in enumerate(a["words"])}
         self._vectors = np.ascontiguousarray(a["word_vectors"], np.float32)
         self._probs = np.ascontiguousarray(a["word_probs"], np.float32)
         self._idf = np.ascontiguousarray(a["idf"], np.float32)
-        self._seen_ngrams = frozenset(str(g) for g in a["seen_ngrams"])
         self._mixture = Mixture(
             str(self.meta["gmm_covariance"]), a["gmm_weights"], a["gmm_means"], a["gmm_precisions_cholesky"]
         )
@@ -97,11 +104,11 @@ class TextEmbedder:
     def _oov_vectors(self, words: list[str]) -> dict[str, np.ndarray]:
         """Subword vectors of unseen words from n-grams seen in training only; words with none are left out."""
         out: dict[str, np.ndarray] = {}
+        assert self._ngram_vectors is not None
         for word in words:
-            grams, ids = self._ft.get_subwords(word)
-            rows = [int(i) for g, i in zip(grams, ids, strict=True) if g in self._seen_ngrams]
+            rows = [self._ngram_row[g] for g in subwords(word, self._minn, self._maxn) if g in self._ngram_row]
             if rows:
-                out[word] = np.asarray(np.mean([self._ft.get_input_vector(i) for i in rows], axis=0), np.float32)
+                out[word] = np.asarray(self._ngram_vectors[rows].mean(axis=0), np.float32)
         return out
 
     def _tables(self, token_lists: list[list[str]], progress: bool = False) -> Iterator[WordTable]:
@@ -178,5 +185,35 @@ class TextEmbedder:
         return l2_normalize_rows(out)
 
     def _require(self) -> None:
-        if self._ft is None:
+        if self._ngram_vectors is None:
             raise RuntimeError("TextEmbedder.load() has not been called")
+
+
+def subwords(word: str, minn: int, maxn: int) -> list[str]:
+    """The character n-grams fastText gives a word (``Dictionary::computeSubwords`` over ``<word>``, by
+    code point): every substring of ``minn`` to ``maxn`` characters, repeats kept, a lone boundary
+    character left out."""
+    if maxn <= 0:
+        return []
+    marked = f"<{word}>"
+    out = []
+    for i in range(len(marked)):
+        for n in range(max(minn, 1), maxn + 1):
+            if i + n > len(marked):
+                break
+            if n == 1 and (i == 0 or i + 1 == len(marked)):
+                continue
+            out.append(marked[i : i + n])
+    return out
+
+
+def _ngram_rows_from_fasttext(artifact: TextArtifact, seen: list[str]) -> np.ndarray:
+    """The seen n-grams' rows of a model written before they were kept in it (read once, then the
+    fastText model is let go)."""
+    import fasttext
+
+    ft = fasttext.load_model(str(artifact.fasttext_path))
+    rows = [ft.get_input_vector(ft.get_subword_id(g)) for g in seen]
+    dim = ft.get_dimension()
+    del ft
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)

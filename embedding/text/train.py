@@ -149,6 +149,7 @@ def train_text_model(
         # The character n-grams training saw (those of vocabulary words). Kept as strings, not hash rows:
         # an unseen n-gram can share a hash bucket with a seen one, and its row would then lie.
         seen = sorted({g for w in words for g in ft.get_subwords(w)[0][1:]})
+        ngram_vectors = np.stack([ft.get_input_vector(ft.get_subword_id(g)) for g in seen]).astype(np.float32)
         ft_path = Path(tmp) / "fasttext.bin"
         ft.save_model(str(ft_path))
         del ft
@@ -170,6 +171,7 @@ def train_text_model(
             "word_probs": probs,
             "idf": smooth_idf(doc_freq, n_docs),
             "seen_ngrams": np.array(seen, dtype=str),
+            "ngram_vectors": ngram_vectors.reshape(len(seen), c.dim),
             "gmm_weights": mixture.weights,
             "gmm_means": mixture.means,
             "gmm_precisions_cholesky": mixture.precisions_cholesky,
