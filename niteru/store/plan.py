@@ -208,10 +208,12 @@ def plan_search(
     if len(names) == 1:
         query = Nearest(names[0], as_floats(vectors[names[0]]))
     else:
+        # The lists of a search for k: MMR's candidates are the best of the products today's ranking
+        # chooses from, and the engine does no more work than for k.
+        size = candidates or prefetch_size(limit)
         if mmr is not None:  # the engine fuses the MMR candidates; the service picks k of them (keep)
             mmr = replace(mmr, weights=tuple(float(weights.get(n, 0.0)) for n in names))
             limit = mmr.candidates
-        size = candidates or prefetch_size(limit)
         # The filter goes into every list as well as the top level: no list is filled with products the
         # filter would drop.
         prefetches = tuple(Prefetch(Nearest(n, as_floats(vectors[n])), size, where) for n in names)
