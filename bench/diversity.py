@@ -39,6 +39,13 @@ K = 10
 DIVERSITIES = (0.0, 0.3, 0.5, 0.7)
 MODES = (Mode.auto, Mode.image)
 METRICS = ("shops", "titles", "p10")
+NOTES = [
+    "Reading it: precision@10 counts results of the query's own subcategory, so it falls by construction",
+    "as diversity brings in other kinds; what is worth paying is a judgement, not a figure. Grocery (food,",
+    "drinks_dairy) has one shop and one title per subcategory (catalog README), so there distinct titles are",
+    "distinct classes and diversity can only swap same-class results for other classes. A fused query with",
+    "diversity asks the engine for the MMR candidates (50) with their vectors instead of k results.",
+]
 
 
 def sample(points: list[ProductPoint], per_category: int, seed: int) -> list[ProductPoint]:
@@ -130,6 +137,7 @@ def main() -> None:
     ]
     for mode in MODES:
         lines += [*table(mode, rows[mode], cats), ""]
+    lines += NOTES
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
 
