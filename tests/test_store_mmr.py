@@ -17,8 +17,8 @@ import pytest
 from niteru.products import Product, utc_now
 from niteru.settings import Settings
 from niteru.store import Fusion, Hit, ProductPoint, ProductStore, SearchFilter, open_store
-from niteru.store.mmr import diversify, mmr_order
-from niteru.store.plan import Mmr, Nearest, QueryPlan, plan_search, prefetch_size
+from niteru.store.mmr import diversify, mmr_order, weighted_rows
+from niteru.store.plan import MMR_MAX_CANDIDATES, Mmr, Nearest, QueryPlan, plan_search, prefetch_size
 from tests.test_store import DIMS, ENGINES, make_point, unit
 
 SELF = SearchFilter(exclude_product_ids=("p-4",))
@@ -67,6 +67,13 @@ def test_a_fused_query_fuses_the_candidates_and_leaves_mmr_to_the_service() -> N
     assert p.fetch_vectors and not p.with_vectors
 
 
+def test_mmr_candidates_are_a_few_times_k_up_to_a_ceiling_but_never_fewer_than_k() -> None:
+    vectors = {"image": np.eye(DIMS["image"], dtype=np.float32)[0]}
+    for k, want in ((10, prefetch_size(10)), (400, MMR_MAX_CANDIDATES), (1500, 1500)):
+        p = plan_search(vectors, {"image": 1.0}, k, None, Fusion.wsum, dims=DIMS, rrf_k=60, diversity=0.5)
+        assert p.mmr is not None and p.mmr.candidates == want
+
+
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
 def test_a_diversity_outside_zero_to_one_is_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="diversity"):
@@ -76,10 +83,29 @@ def test_a_diversity_outside_zero_to_one_is_refused(bad: float) -> None:
 def test_mmr_picks_the_most_relevant_then_trades_relevance_for_novelty() -> None:
     relevance = np.array([0.9, 0.85, 0.5])
     similarity = np.array([[1.0, 0.99, 0.1], [0.99, 1.0, 0.1], [0.1, 0.1, 1.0]])
-    assert mmr_order(relevance, similarity, 0.0, 3) == [0, 1, 2]
+    row = similarity.__getitem__
+    assert mmr_order(relevance, row, 0.0, 3) == [0, 1, 2]
     # 0.5 * 0.85 - 0.5 * 0.99 = -0.07 loses to 0.5 * 0.5 - 0.5 * 0.1 = 0.2: the near-copy waits
-    assert mmr_order(relevance, similarity, 0.5, 3) == [0, 2, 1]
-    assert mmr_order(relevance, similarity, 0.5, 2) == [0, 2] and mmr_order(relevance[:0], similarity, 0.5, 2) == []
+    assert mmr_order(relevance, row, 0.5, 3) == [0, 2, 1]
+    assert mmr_order(relevance, row, 0.5, 2) == [0, 2] and mmr_order(relevance[:0], row, 0.5, 2) == []
+
+
+def test_a_dot_product_of_weighted_rows_is_the_weighted_mean_cosine() -> None:
+    rng = np.random.default_rng(2)
+    hits = [Hit(make_point(i, 1, rng).product, 0.0, {n: 3 * unit(rng, d) for n, d in DIMS.items()}) for i in range(4)]
+    hits.append(Hit(make_point(9, 1, rng).product, 0.0, {"text": unit(rng, DIMS["text"])}))  # no image vector
+    query = [("image", unit(rng, DIMS["image"]), 3.0), ("text", unit(rng, DIMS["text"]), 1.0)]
+    rows, query_row = weighted_rows(hits, query)
+
+    def cos(a: np.ndarray | None, b: np.ndarray | None) -> float:
+        return 0.0 if a is None or b is None else float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    for i, h in enumerate(hits):
+        want = 0.75 * cos(h.vectors.get("image"), query[0][1]) + 0.25 * cos(h.vectors["text"], query[1][1])
+        assert rows[i] @ query_row == pytest.approx(want, abs=1e-5)
+        other = hits[(i + 1) % len(hits)].vectors
+        want = 0.75 * cos(h.vectors.get("image"), other.get("image")) + 0.25 * cos(h.vectors["text"], other["text"])
+        assert rows[i] @ rows[(i + 1) % len(hits)] == pytest.approx(want, abs=1e-5)
 
 
 # --- both engines --------------------------------------------------------------------------------------

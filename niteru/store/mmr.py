@@ -15,7 +15,7 @@ Qdrant's rule, which the tests check against both engines.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -38,31 +38,31 @@ def _unit_rows(hits: Sequence[Hit], name: str, dim: int) -> np.ndarray:
 QueryVector = tuple[str, Sequence[float] | np.ndarray, float]
 
 
-def weighted_cosines(hits: Sequence[Hit], query: Sequence[QueryVector]) -> tuple[np.ndarray, np.ndarray]:
-    """The hits' relevance (weighted mean cosine to the query's vectors) and their pairwise similarity
-    (weighted mean cosine to each other). ``query``: (vector name, query vector, weight) triples."""
+def weighted_rows(hits: Sequence[Hit], query: Sequence[QueryVector]) -> tuple[np.ndarray, np.ndarray]:
+    """The hits' vectors and the query's, each as one row: its unit vectors side by side, each scaled by
+    the square root of its share of the weights, so that a dot product of two rows is the weighted mean
+    of their cosines. Returns (hit rows, query row)."""
     total = sum(max(0.0, w) for _, _, w in query) or 1.0
-    relevance = np.zeros(len(hits), np.float64)
-    similarity = np.zeros((len(hits), len(hits)), np.float64)
+    rows, query_row = [], []
     for name, vector, weight in query:
         if weight <= 0:
             continue
-        rows = _unit_rows(hits, name, len(vector))
+        scale = np.float32(np.sqrt(weight / total))
         q = np.asarray(vector, np.float32)
-        q = q / (np.linalg.norm(q) or 1.0)
-        relevance += weight / total * (rows @ q)
-        similarity += weight / total * (rows @ rows.T)
-    return relevance, similarity
+        rows.append(scale * _unit_rows(hits, name, len(q)))
+        query_row.append(scale * q / (np.linalg.norm(q) or 1.0))
+    return np.concatenate(rows, axis=1), np.concatenate(query_row)
 
 
-def mmr_order(relevance: np.ndarray, similarity: np.ndarray, diversity: float, k: int) -> list[int]:
-    """Qdrant's greedy MMR: the indices of ``k`` candidates in the order picked (ties: the first)."""
+def mmr_order(relevance: np.ndarray, similar_to: Callable[[int], np.ndarray], diversity: float, k: int) -> list[int]:
+    """Qdrant's greedy MMR: the indices of ``k`` candidates in the order picked (ties: the first).
+    ``similar_to(i)``: every candidate's similarity to candidate i (asked only of those picked)."""
     n = len(relevance)
     if n == 0:
         return []
     picked = [int(np.argmax(relevance))]
     # The highest similarity of each candidate to any picked one, updated as candidates are picked.
-    closest = similarity[picked[0]].copy()
+    closest = similar_to(picked[0])
     left = np.ones(n, bool)
     left[picked[0]] = False
     while len(picked) < min(k, n):
@@ -70,7 +70,7 @@ def mmr_order(relevance: np.ndarray, similarity: np.ndarray, diversity: float, k
         best = int(np.argmax(score))
         picked.append(best)
         left[best] = False
-        closest = np.maximum(closest, similarity[best])
+        closest = np.maximum(closest, similar_to(best))
     return picked
 
 
@@ -82,6 +82,10 @@ def diversify(
     keep_vectors: bool,
 ) -> list[Hit]:
     """``k`` of ``hits`` (which carry their vectors) in MMR order; their vectors dropped unless kept."""
-    relevance, similarity = weighted_cosines(hits, query)
-    chosen = [hits[i] for i in mmr_order(relevance, similarity, diversity, k)]
+    if not hits:
+        return []
+    rows, query_row = weighted_rows(hits, query)
+    # One matrix product rather than a product per pick: at most MMR_MAX_CANDIDATES squared (4 MB).
+    similarity = rows @ rows.T
+    chosen = [hits[i] for i in mmr_order(rows @ query_row, similarity.__getitem__, diversity, k)]
     return chosen if keep_vectors else [replace(h, vectors={}) for h in chosen]

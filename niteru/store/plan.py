@@ -23,6 +23,9 @@ from niteru.store.records import VECTOR_NAMES, Hit, SearchFilter, StoreSchemaErr
 # Each fused vector brings this many candidates per result asked for (at least PREFETCH_MIN).
 PREFETCH_FACTOR = 4
 PREFETCH_MIN = 50
+# MMR compares every candidate with those picked: beyond this many (or k, if more), the cost grows with no
+# change to a first page. The most a shop-capped similar search asks for (and NITERU_API_MAX_K's ceiling).
+MMR_MAX_CANDIDATES = 1000
 
 
 def prefetch_size(limit: int) -> int:
@@ -177,7 +180,8 @@ def plan_search(
     """The plan of ``ProductStore.search``. ``slow_id_filter``: the engine filters by id point by point
     (qdrant-client's local mode) while it scans unfiltered at full speed; when the filter only excludes
     ids (the query product), the plan asks for that many more results and drops them after the query.
-    ``diversity`` > 0: maximal marginal relevance over ``prefetch_size(k)`` candidates (``Mmr``)."""
+    ``diversity`` > 0: maximal marginal relevance over ``prefetch_size(k)`` candidates, at most
+    ``MMR_MAX_CANDIDATES`` unless k is more (``Mmr``)."""
     names = [n for n in VECTOR_NAMES if n in vectors]
     if not names or sum(max(0.0, float(weights.get(n, 0.0))) for n in names) <= 0:
         raise ValueError(f"no vector to search with (weights {dict(weights)}, vectors {sorted(vectors)})")
@@ -202,7 +206,7 @@ def plan_search(
     limit, where = k + len(drop), conditions(f)
     if not 0.0 <= diversity <= 1.0:
         raise ValueError(f"diversity must be between 0 and 1, not {diversity}")
-    mmr = Mmr(diversity, prefetch_size(k)) if diversity > 0 else None
+    mmr = Mmr(diversity, max(k, min(MMR_MAX_CANDIDATES, prefetch_size(k)))) if diversity > 0 else None
     query: Nearest | Combination
     prefetches: tuple[Prefetch, ...] = ()
     if len(names) == 1:
