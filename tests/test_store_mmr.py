@@ -63,7 +63,8 @@ def test_one_vector_asks_the_engine_for_mmr() -> None:
 def test_a_fused_query_fuses_the_candidates_and_leaves_mmr_to_the_service() -> None:
     p = plan({"image": 3.0, "text": 1.0}, diversity=0.5)
     assert p.limit == prefetch_size(10) and p.k == 10
-    assert p.service_mmr == Mmr(0.5, prefetch_size(10), (3.0, 1.0))
+    near = tuple(Nearest(n, [1.0] + [0.0] * (d - 1)) for n, d in DIMS.items())
+    assert p.service_mmr == Mmr(0.5, prefetch_size(10), near, (3.0, 1.0))
     assert p.fetch_vectors and not p.with_vectors
 
 

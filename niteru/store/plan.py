@@ -123,10 +123,12 @@ class Prefetch:
 @dataclass(frozen=True)
 class Mmr:
     """Maximal marginal relevance over the ``candidates`` best: ``diversity`` in (0, 1], Qdrant's meaning
-    (1 - lambda). ``weights``: a fused query's route weights, in prefetch order (the service's MMR)."""
+    (1 - lambda). ``vectors`` and ``weights``: a fused query's vectors and route weights (the service's
+    MMR; kept here so that it does not depend on how the engine is asked for the candidates)."""
 
     diversity: float
     candidates: int
+    vectors: tuple[Nearest, ...] = ()
     weights: tuple[float, ...] = ()
 
 
@@ -157,7 +159,7 @@ class QueryPlan:
     def keep(self, hits: Sequence[Hit]) -> list[Hit]:
         kept = [h for h in hits if h.product.product_id not in self.drop_ids]
         if (mmr := self.service_mmr) is not None:
-            query = [(p.query.using, p.query.vector, w) for p, w in zip(self.prefetches, mmr.weights, strict=True)]
+            query = [(v.using, v.vector, w) for v, w in zip(mmr.vectors, mmr.weights, strict=True)]
             return diversify(kept, query, mmr.diversity, self.k, self.with_vectors)
         return kept[: self.k]
 
@@ -216,7 +218,8 @@ def plan_search(
         # chooses from, and the engine does no more work than for k.
         size = candidates or prefetch_size(limit)
         if mmr is not None:  # the engine fuses the MMR candidates; the service picks k of them (keep)
-            mmr = replace(mmr, weights=tuple(float(weights.get(n, 0.0)) for n in names))
+            near = tuple(Nearest(n, as_floats(vectors[n])) for n in names)
+            mmr = replace(mmr, vectors=near, weights=tuple(float(weights.get(n, 0.0)) for n in names))
             limit = mmr.candidates
         # The filter goes into every list as well as the top level: no list is filled with products the
         # filter would drop.
