@@ -191,12 +191,19 @@ class CategorizeOut(BaseModel):
     model_version: str
 
 
+DIVERSITY = (
+    "Maximal marginal relevance, 0 (off) to 1: trade similarity for variety among the results, so one "
+    "product's variants or one shop's near-copies do not fill the page."
+)
+
+
 class TextSearchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: NonBlank = Field(max_length=20_000)
     k: int = Field(10, ge=1)
     category: str | None = None
+    diversity: float = Field(0.0, ge=0, le=1, allow_inf_nan=False, description=DIVERSITY)
 
 
 class SearchOut(BaseModel):

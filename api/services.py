@@ -204,16 +204,18 @@ class Services:
         with timed("model", "category"):
             return estimate(model, vectors.get("image"), vectors.get("text")), sorted(vectors)
 
-    def search_image(self, image: bytes, k: int, category: str | None) -> list[Hit]:
+    def search_image(self, image: bytes, k: int, category: str | None, diversity: float = 0.0) -> list[Hit]:
         self.check_k(k)
         model = self.need_image()
         store = self.need_store()
         with timed("model", "image"):
             vector = model.embed_one(image)  # a bad image raises a typed ImageError
         with timed("store", "search"):
-            return store.search({"image": vector}, {"image": 1.0}, k, SearchFilter(category=category))
+            return store.search(
+                {"image": vector}, {"image": 1.0}, k, SearchFilter(category=category), diversity=diversity
+            )
 
-    def search_text(self, text: str, k: int, category: str | None) -> list[Hit]:
+    def search_text(self, text: str, k: int, category: str | None, diversity: float = 0.0) -> list[Hit]:
         self.check_k(k)
         model = self.need_text()
         store = self.need_store()
@@ -222,7 +224,9 @@ class Services:
         if not np.any(vector):
             raise _no_words()
         with timed("store", "search"):
-            return store.search({"text": vector}, {"text": 1.0}, k, SearchFilter(category=category))
+            return store.search(
+                {"text": vector}, {"text": 1.0}, k, SearchFilter(category=category), diversity=diversity
+            )
 
 
 def _no_words() -> Refusal:

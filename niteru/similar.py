@@ -36,6 +36,9 @@ class SimilarOptions:
     filter: SearchFilter = field(default_factory=SearchFilter)
     exclude_same_shop: bool = False
     max_per_shop: int | None = None
+    # Maximal marginal relevance in [0, 1]: 0 (off) ranks by similarity alone; more trades similarity
+    # for variety, so one product's variants or one shop's near-copies do not fill the page.
+    diversity: float = 0.0
     explain: bool = False
     # Route by the classifier's estimate even when the shop gave a category (what would happen without it).
     estimate_category: bool = False
@@ -100,7 +103,7 @@ def _similar(
         exclude_product_ids=(product_id, *f.exclude_product_ids),
     )
     vectors = {n: v for n, v in point.vectors.items() if taken.weights.get(n, 0.0) > 0}
-    query = _Query(vectors, taken.weights, search_filter, options.fusion or settings.fusion)
+    query = _Query(vectors, taken.weights, search_filter, options.fusion or settings.fusion, options.diversity)
     hits, asked = _search_capped(store, query, options)
     result = SimilarResult(product_id, taken, query.fusion, hits)
     if options.explain:
@@ -116,9 +119,18 @@ class _Query:
     weights: Mapping[str, float]
     search_filter: SearchFilter
     fusion: Fusion
+    diversity: float = 0.0
 
     def search(self, store: ProductStore, k: int, with_vectors: bool) -> list[Hit]:
-        return store.search(self.vectors, self.weights, k, self.search_filter, self.fusion, with_vectors=with_vectors)
+        return store.search(
+            self.vectors,
+            self.weights,
+            k,
+            self.search_filter,
+            self.fusion,
+            with_vectors=with_vectors,
+            diversity=self.diversity,
+        )
 
 
 def _search_capped(store: ProductStore, query: _Query, options: SimilarOptions) -> tuple[list[Hit], int]:

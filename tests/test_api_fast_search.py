@@ -128,10 +128,53 @@ def test_same_shop_shop_cap_and_exclusions(fast_api: FastApi) -> None:
     assert [m["score"] for m in without[:3]] == pytest.approx([m["score"] for m in uncapped[3:6]], abs=1e-5)
 
 
-@pytest.mark.parametrize("params", [{"k": 0}, {"k": 10_000}, {"mode": "colour"}, {"fusion": "max"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"k": 0}, {"k": 10_000}, {"mode": "colour"}, {"fusion": "max"}]
+    + [{"diversity": d} for d in (-0.1, 1.5, "nan", "inf", "some")],
+)
 def test_bad_similar_options_are_422(fast_api: FastApi, params: dict[str, Any]) -> None:
     r = fast_api.client.get(f"/v1/products/{first(fast_api, 'home')}/similar", params=params)
     assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize("mode", ["image", "auto"])
+def test_diversity_trades_similarity_for_variety(fast_api: FastApi, mode: str) -> None:
+    query = first(fast_api, "fashion")
+    vectors = stored_vectors(fast_api, "image")
+    plain = similar(fast_api, query, k=10, mode=mode)["items"]
+    assert similar(fast_api, query, k=10, mode=mode, diversity=0)["items"] == plain
+
+    def alike(items: list[dict[str, Any]]) -> float:
+        """The mean image cosine between the results: how much the page repeats itself."""
+        v = np.array([vectors[m["product_id"]] for m in items])
+        sims = v @ v.T
+        return float((sims.sum() - np.trace(sims)) / (len(v) * (len(v) - 1)))
+
+    varied = similar(fast_api, query, k=10, mode=mode, diversity=0.5)["items"]
+    ids = [m["product_id"] for m in varied]
+    assert len(ids) == 10 and query not in ids and len(set(ids)) == 10
+    assert ids[0] == plain[0]["product_id"]  # MMR picks the most similar first
+    assert alike(varied) < alike(plain)
+    # what each item scores is its similarity as before, whatever place MMR gives it
+    cos = {pid: float(v @ vectors[query]) for pid, v in vectors.items()}
+    if mode == "image":
+        assert [m["score"] for m in varied] == pytest.approx([cos[pid] for pid in ids], abs=1e-4)
+
+
+def test_search_routes_take_a_diversity(fast_api: FastApi) -> None:
+    row = next(r for r in fast_api.rows if r.category == "home")
+    data = (fast_api.settings.catalog_dir / row.image).read_bytes()
+    client = fast_api.client
+    upload = {"file": ("p.jpg", data, "image/jpeg")}
+    for diversity, status in ((0.4, 200), (1.5, 422)):
+        r = client.post("/v1/search/image", files=upload, params={"k": 5, "diversity": diversity})
+        assert r.status_code == status, r.text
+        text = {"text": row.title, "k": 5, "diversity": diversity}
+        assert client.post("/v1/search/text", json=text).status_code == status
+    assert r.json()["detail"][0]["loc"] == ["query", "diversity"]
+    varied = client.post("/v1/search/image", files=upload, params={"k": 5, "diversity": 0.4}).json()["items"]
+    assert varied[0]["product_id"] == row.product_id and len(varied) == 5
 
 
 def test_similar_of_an_unknown_product_is_404(fast_api: FastApi) -> None:

@@ -14,6 +14,7 @@ from api.deps import services_of
 from api.errors import ERRORS, ApiError
 from api.images import read_upload, stored_image
 from api.schemas import (
+    DIVERSITY,
     ImageUploadFields,
     ProductList,
     ProductOut,
@@ -146,6 +147,7 @@ async def similar(
     exclude_same_shop: Annotated[bool, Query(description="Leave out the product's own shop.")] = False,
     max_per_shop: Annotated[int | None, Query(ge=1, description="At most this many products per shop.")] = None,
     exclude: Annotated[list[str] | None, Query(max_length=200, description="Product ids to leave out.")] = None,
+    diversity: Annotated[float, Query(ge=0, le=1, allow_inf_nan=False, description=DIVERSITY)] = 0.0,
     explain: Annotated[bool, Query(description="Per result: image, text and fused scores, and the ranks.")] = False,
     estimate_category: Annotated[
         bool, Query(description="mode=auto: route by the classifier's estimate even when the shop gave a category.")
@@ -168,6 +170,7 @@ async def similar(
         ),
         exclude_same_shop=exclude_same_shop,
         max_per_shop=max_per_shop,
+        diversity=diversity,
         explain=explain,
         estimate_category=estimate_category,
     )

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import services_of
 from api.errors import ERRORS
 from api.images import read_upload
-from api.schemas import Match, SearchOut, TextSearchIn
+from api.schemas import DIVERSITY, Match, SearchOut, TextSearchIn
 from api.security import require_read
 
 router = APIRouter(prefix="/v1/search", tags=["search"], dependencies=[Depends(require_read)])
@@ -22,15 +22,16 @@ async def search_image(
     file: Annotated[UploadFile, File(description="A photo of the product sought.")],
     k: Annotated[int, Query(ge=1)] = 10,
     category: Annotated[str | None, Query()] = None,
+    diversity: Annotated[float, Query(ge=0, le=1, allow_inf_nan=False, description=DIVERSITY)] = 0.0,
 ) -> SearchOut:
     services = services_of(request)
     data = await read_upload(file, services.settings)
-    hits = await run_in_threadpool(services.search_image, data, k, category)
+    hits = await run_in_threadpool(services.search_image, data, k, category, diversity)
     return SearchOut(items=[Match.of(h) for h in hits])
 
 
 @router.post("/text", response_model=SearchOut, responses=ERRORS)
 async def search_text(body: TextSearchIn, request: Request) -> SearchOut:
     services = services_of(request)
-    hits = await run_in_threadpool(services.search_text, body.text, body.k, body.category)
+    hits = await run_in_threadpool(services.search_text, body.text, body.k, body.category, body.diversity)
     return SearchOut(items=[Match.of(h) for h in hits])

@@ -222,11 +222,13 @@ class ProductStore(EnginePrimitives):
         candidates: int | None = None,
         with_vectors: bool = False,
         exact: bool = False,
+        diversity: float = 0.0,
     ) -> list[Hit]:
         """Nearest products. One vector: cosine similarity to it. Several: each vector's candidate list
         (``candidates`` long, default a few times ``k``) fused by ``fusion`` with ``weights``; a vector of
         weight 0 still brings candidates under ``wsum`` but adds nothing to their scores. ``exact`` scans
-        every point instead of an approximate index (benchmarks)."""
+        every point instead of an approximate index (benchmarks). ``diversity`` in [0, 1] (0: off): maximal
+        marginal relevance over a few times ``k`` candidates (``plan.Mmr``); hits keep their scores."""
         # One collection for the whole call: a switch between the size check and the query must not send
         # the query to a collection whose vectors have other sizes (a rebuild's new text model).
         version = self.collection
@@ -242,6 +244,7 @@ class ProductStore(EnginePrimitives):
             with_vectors=with_vectors,
             exact=exact,
             slow_id_filter=self.slow_id_filter,
+            diversity=diversity,
         )
         return plan.keep(to_hits(self._query_batch(version, [plan])[0]))
 

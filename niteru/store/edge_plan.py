@@ -67,7 +67,11 @@ def to_request(plan: QueryPlan, hnsw_ef: int) -> Any:
     qe = _qe()
     params = qe.SearchParams(hnsw_ef=hnsw_ef, exact=plan.exact)
     common = {"limit": plan.limit, "filter": to_filter(plan.filter), "with_payload": True}
+    common["with_vector"] = plan.fetch_vectors
     if isinstance(plan.query, Nearest):
-        return qe.QueryRequest(query=_nearest(plan.query), params=params, with_vector=plan.with_vectors, **common)
+        q, mmr = plan.query, plan.mmr
+        # Edge takes MMR's lambda (the weight of relevance), the server its complement, diversity.
+        query = _nearest(q) if mmr is None else qe.Mmr(q.vector, 1.0 - mmr.diversity, mmr.candidates, using=q.using)
+        return qe.QueryRequest(query=query, params=params, **common)
     prefetches = [_prefetch(p, params) for p in plan.prefetches]
-    return qe.QueryRequest(prefetches=prefetches, query=_fusion(plan.query), with_vector=plan.with_vectors, **common)
+    return qe.QueryRequest(prefetches=prefetches, query=_fusion(plan.query), **common)

@@ -2,25 +2,30 @@
 
 ``plan_search`` turns a request (vectors, weights, k, filter, fusion, ...) into a ``QueryPlan``: the
 filter as conditions, the per-vector candidate searches (prefetches and their limits), whether their
-union is rescored by each vector, the fusion (from ``niteru.fusion.RULES``), the limit, and the ids the
-engine leaves to be dropped after the query. Each engine only translates a plan into its own types
-(``qdrant_plan.py``, ``edge_plan.py``), so both engines run the same query.
+union is rescored by each vector, the fusion (from ``niteru.fusion.RULES``), the limit, the ids the
+engine leaves to be dropped after the query, and the diversity (maximal marginal relevance: the engine's
+own on one vector, ``niteru.store.mmr`` over a fused query's candidates). Each engine only translates a
+plan into its own types (``qdrant_plan.py``, ``edge_plan.py``), so both engines run the same query.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from niteru.fusion import RULES, Combination, Fusion
 from niteru.products import point_id
+from niteru.store.mmr import diversify
 from niteru.store.records import VECTOR_NAMES, Hit, SearchFilter, StoreSchemaError, as_floats
 
 # Each fused vector brings this many candidates per result asked for (at least PREFETCH_MIN).
 PREFETCH_FACTOR = 4
 PREFETCH_MIN = 50
+# MMR compares every candidate with those picked: beyond this many (or k, if more), the cost grows with no
+# change to a first page. The most a shop-capped similar search asks for (and NITERU_API_MAX_K's ceiling).
+MMR_MAX_CANDIDATES = 1000
 
 
 def prefetch_size(limit: int) -> int:
@@ -116,6 +121,18 @@ class Prefetch:
 
 
 @dataclass(frozen=True)
+class Mmr:
+    """Maximal marginal relevance over the ``candidates`` best: ``diversity`` in (0, 1], Qdrant's meaning
+    (1 - lambda). ``vectors`` and ``weights``: a fused query's vectors and route weights (the service's
+    MMR; kept here so that it does not depend on how the engine is asked for the candidates)."""
+
+    diversity: float
+    candidates: int
+    vectors: tuple[Nearest, ...] = ()
+    weights: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class QueryPlan:
     """One engine query: ``query`` (one vector, or a fusion of ``prefetches``) over the points passing
     ``filter``, ``limit`` results; then ``drop_ids`` removed here and the first ``k`` kept."""
@@ -128,9 +145,23 @@ class QueryPlan:
     with_vectors: bool = False
     exact: bool = False  # scan every point rather than an approximate index (benchmarks)
     drop_ids: tuple[str, ...] = ()
+    mmr: Mmr | None = None  # on a Nearest query the engine's MMR; on a fusion, the service's after it
+
+    @property
+    def service_mmr(self) -> Mmr | None:
+        return None if isinstance(self.query, Nearest) else self.mmr
+
+    @property
+    def fetch_vectors(self) -> bool:
+        """Whether the engine returns the hits' vectors: asked, or the service's MMR compares them."""
+        return self.with_vectors or self.service_mmr is not None
 
     def keep(self, hits: Sequence[Hit]) -> list[Hit]:
-        return [h for h in hits if h.product.product_id not in self.drop_ids][: self.k]
+        kept = [h for h in hits if h.product.product_id not in self.drop_ids]
+        if (mmr := self.service_mmr) is not None:
+            query = [(v.using, v.vector, w) for v, w in zip(mmr.vectors, mmr.weights, strict=True)]
+            return diversify(kept, query, mmr.diversity, self.k, self.with_vectors)
+        return kept[: self.k]
 
 
 def plan_search(
@@ -146,10 +177,13 @@ def plan_search(
     with_vectors: bool = False,
     exact: bool = False,
     slow_id_filter: bool = False,
+    diversity: float = 0.0,
 ) -> QueryPlan:
     """The plan of ``ProductStore.search``. ``slow_id_filter``: the engine filters by id point by point
     (qdrant-client's local mode) while it scans unfiltered at full speed; when the filter only excludes
-    ids (the query product), the plan asks for that many more results and drops them after the query."""
+    ids (the query product), the plan asks for that many more results and drops them after the query.
+    ``diversity`` > 0: maximal marginal relevance over ``prefetch_size(k)`` candidates, at most
+    ``MMR_MAX_CANDIDATES`` unless k is more (``Mmr``)."""
     names = [n for n in VECTOR_NAMES if n in vectors]
     if not names or sum(max(0.0, float(weights.get(n, 0.0))) for n in names) <= 0:
         raise ValueError(f"no vector to search with (weights {dict(weights)}, vectors {sorted(vectors)})")
@@ -161,22 +195,39 @@ def plan_search(
     # Only where the excluded ids cannot change the others' scores: one list, or a rescoring fusion.
     # Ranks (rrf, wrrf) and score distributions (dbsf) must be of the filtered lists.
     f = search_filter
-    if slow_id_filter and (len(names) == 1 or rule.rescores) and f and f.exclude_product_ids and f.only_excludes_ids:
+    # MMR compares candidates with each other: an excluded product among them would change the others'.
+    if (
+        not diversity
+        and slow_id_filter
+        and (len(names) == 1 or rule.rescores)
+        and f
+        and f.exclude_product_ids
+        and f.only_excludes_ids
+    ):
         drop, f = f.exclude_product_ids, None
     limit, where = k + len(drop), conditions(f)
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"diversity must be between 0 and 1, not {diversity}")
+    mmr = Mmr(diversity, max(k, min(MMR_MAX_CANDIDATES, prefetch_size(k)))) if diversity > 0 else None
     query: Nearest | Combination
     prefetches: tuple[Prefetch, ...] = ()
     if len(names) == 1:
         query = Nearest(names[0], as_floats(vectors[names[0]]))
     else:
+        # The lists of a search for k: MMR's candidates are the best of the products today's ranking
+        # chooses from, and the engine does no more work than for k.
         size = candidates or prefetch_size(limit)
+        if mmr is not None:  # the engine fuses the MMR candidates; the service picks k of them (keep)
+            near = tuple(Nearest(n, as_floats(vectors[n])) for n in names)
+            mmr = replace(mmr, vectors=near, weights=tuple(float(weights.get(n, 0.0)) for n in names))
+            limit = mmr.candidates
         # The filter goes into every list as well as the top level: no list is filled with products the
         # filter would drop.
         prefetches = tuple(Prefetch(Nearest(n, as_floats(vectors[n])), size, where) for n in names)
         if rule.rescores:
             prefetches = tuple(Prefetch(p.query, size * len(names), sources=prefetches) for p in prefetches)
         query = rule.combine([float(weights.get(n, 0.0)) for n in names], rrf_k)
-    return QueryPlan(query, limit, k, where, prefetches, with_vectors, exact, drop)
+    return QueryPlan(query, limit, k, where, prefetches, with_vectors, exact, drop, mmr)
 
 
 def plan_candidates(

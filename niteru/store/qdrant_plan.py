@@ -36,6 +36,9 @@ def _prefetch(p: Prefetch) -> models.Prefetch:
 def _query(plan: QueryPlan) -> models.Query | list[float]:
     q = plan.query
     if isinstance(q, Nearest):
+        if plan.mmr is not None:
+            mmr = models.Mmr(diversity=plan.mmr.diversity, candidates_limit=plan.mmr.candidates)
+            return models.NearestQuery(nearest=q.vector, mmr=mmr)
         return q.vector
     if isinstance(q, WeightedSum):
         terms: list[models.Expression] = [
@@ -57,5 +60,5 @@ def to_request(plan: QueryPlan) -> models.QueryRequest:
         params=models.SearchParams(exact=True) if plan.exact else None,
         limit=plan.limit,
         with_payload=True,
-        with_vector=plan.with_vectors,
+        with_vector=plan.fetch_vectors,
     )
