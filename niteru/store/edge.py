@@ -21,6 +21,7 @@ from niteru.store.base import ProductStore
 from niteru.store.edge_layout import disk_bytes
 from niteru.store.edge_plan import to_filter, to_request
 from niteru.store.edge_shards import EdgeShards
+from niteru.store.local_fusion import is_fused, run_fused
 from niteru.store.plan import Conditions, QueryPlan
 from niteru.store.records import PAYLOAD_INDEXES, Row
 
@@ -38,6 +39,9 @@ class EdgeProductStore(ProductStore):
         super().__init__(settings)
         self.shards = EdgeShards(settings)  # takes the owner lock: one process per folder
         self.lock = self.shards.lock  # holds off writes and swaps; reads never wait
+        # Fused plans run as plain queries fused here (``local_fusion``); False: as Edge's own fused query,
+        # which costs several times more and holds the GIL (kept to compare against: tests, benchmarks).
+        self.fuse_locally = True
 
     # --- primitives ------------------------------------------------------------------------------------
     def _alias_target(self, refresh: bool) -> str | None:
@@ -72,6 +76,18 @@ class EdgeProductStore(ProductStore):
         return self.shards.get(version).retrieve(ids, with_payload=payload, with_vector=vectors)  # type: ignore[no-any-return]
 
     def _query_batch(self, version: str, plans: Sequence[QueryPlan]) -> list[Sequence[Any]]:
+        if not self.fuse_locally or not any(is_fused(p) for p in plans):
+            return self._engine_batch(version, plans)
+
+        def run_plain(plain: Sequence[QueryPlan]) -> list[Sequence[Any]]:
+            return self._engine_batch(version, plain)
+
+        def retrieve(ids: list[str], vectors: bool) -> Sequence[Any]:
+            return self._retrieve(version, ids, True, vectors)
+
+        return [run_fused(p, run_plain, retrieve) if is_fused(p) else run_plain([p])[0] for p in plans]
+
+    def _engine_batch(self, version: str, plans: Sequence[QueryPlan]) -> list[Sequence[Any]]:
         shard, requests = self.shards.get(version), [to_request(p, self.settings.edge_hnsw_ef) for p in plans]
         if len(requests) == 1:
             return [shard.query(requests[0])]

@@ -66,7 +66,7 @@ def to_request(plan: QueryPlan, hnsw_ef: int) -> Any:
     """The plan as an Edge request; the search parameters go where the vectors are searched."""
     qe = _qe()
     params = qe.SearchParams(hnsw_ef=hnsw_ef, exact=plan.exact)
-    common = {"limit": plan.limit, "filter": to_filter(plan.filter), "with_payload": True}
+    common = {"limit": plan.limit, "filter": to_filter(plan.filter), "with_payload": plan.with_payload}
     if isinstance(plan.query, Nearest):
         return qe.QueryRequest(query=_nearest(plan.query), params=params, with_vector=plan.with_vectors, **common)
     prefetches = [_prefetch(p, params) for p in plan.prefetches]

@@ -128,6 +128,7 @@ class QueryPlan:
     with_vectors: bool = False
     exact: bool = False  # scan every point rather than an approximate index (benchmarks)
     drop_ids: tuple[str, ...] = ()
+    with_payload: bool = True  # False: ids and scores only (the candidate lists a fusion is computed from)
 
     def keep(self, hits: Sequence[Hit]) -> list[Hit]:
         return [h for h in hits if h.product.product_id not in self.drop_ids][: self.k]
