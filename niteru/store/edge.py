@@ -2,9 +2,12 @@
 
 One Edge shard per versioned collection under ``store_path``; the alias and its atomic switch are the
 state file of ``edge_layout``. Point ids, payloads, filters and the hybrid queries are those of the
-shared plan (``plan.py``), so the two engines answer alike. Writes, switches and index swaps take one
-lock (the conditional upsert is read, write, read back); reads take none: each Edge call holds the GIL
-for its whole run, so calls never overlap, and a read sees a shard before or after a swap, never during.
+shared plan (``plan.py``), so the two engines answer alike; a fused plan runs as plain nearest queries
+fused here (``local_fusion``): Edge's own fused query costs several times more and holds the GIL, while
+plain queries release it and run in parallel (``bench/results/edge_fused_threads.md``). Writes, switches
+and index swaps take one lock (the conditional upsert is read, write, read back); reads take none: each
+call runs on the shard object of its moment under a lease (``edge_leases``), so a read sees a shard before
+or after a swap, never during.
 
 The HNSW index is built by ``build_index`` on a copy of the shard in a child process (``edge_index``),
 because Edge's ``optimize`` holds the GIL for its whole run and would stop every query of the process;
