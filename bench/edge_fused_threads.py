@@ -41,7 +41,8 @@ LIMIT = 50
 
 def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     x = rng.standard_normal((n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
 
 
 def build(folder: str, n: int, rng: np.random.Generator) -> tuple[Any, dict[str, np.ndarray]]:
@@ -87,7 +88,8 @@ def requests(shard: Any, q: dict[str, np.ndarray], ids: list[int]) -> dict[str, 
         for i, w in enumerate((0.7, 0.3))
     ]
     wsum = qe.QueryRequest(limit=10, prefetches=outer, query=qe.Formula(qe.Expression.Sum(terms)))
-    rrf = qe.QueryRequest(limit=10, prefetches=inner, query=qe.Fusion.Rrf(k=60))
+    # The stub types Fusion.Rrf as its own class, not a Fusion.
+    rrf = qe.QueryRequest(limit=10, prefetches=inner, query=qe.Fusion.Rrf(k=60))  # type: ignore[arg-type]
     # The rescoring stage alone: the image list's 50 candidates scored by the text vector.
     rescore = qe.QueryRequest(limit=LIMIT, prefetches=inner[:1], query=qe.Query.Nearest(txt, using="text"))
     batch = qe.QueryBatchRequest([nearest(img, "image"), nearest(txt, "text")])
