@@ -9,6 +9,7 @@ scores, which RRF makes often: their order is arbitrary in the engine).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 
 from niteru.fusion import Rrf
 from niteru.settings import Settings
-from niteru.store import Fusion, Hit, ProductPoint, SearchFilter, open_store
+from niteru.store import Fusion, Hit, ProductPoint, SearchFilter, local_fusion, open_store
 from niteru.store.edge import EdgeProductStore
 from niteru.store.local_fusion import dbsf_fuse, rrf_fuse
 from tests.test_store import DIMS, make_point
@@ -131,3 +132,20 @@ def test_rrf_and_dbsf_follow_qdrants_rules() -> None:
     assert fused["a"] == pytest.approx((0.9 - low) / (high - low), abs=1e-6)
     assert fused["z"] == 0.5  # a list of one
     assert dbsf_fuse([[("x", 0.4), ("y", 0.4)]]) == {"x": 0.5, "y": 0.5}  # no spread
+
+
+def test_many_missing_scores_are_asked_for_exactly(
+    store: tuple[EdgeProductStore, list[ProductPoint]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, points = store
+    monkeypatch.setattr(local_fusion, "RESCORE_EXACT_ABOVE", 0)  # every rescoring takes the exact path
+    for where in ("none", "category"):
+        local, engine = both_ways(s, points[8].vectors, {"image": 0.6, "text": 0.4}, 10, FILTERS[where], candidates=6)
+        assert_same_up_to_ties(local, engine)
+
+
+def test_the_setting_chooses_the_way(tmp_path: Path) -> None:
+    for fuse_locally in (True, False):
+        settings = Settings(data_dir=tmp_path / str(fuse_locally), edge_fuse_locally=fuse_locally)
+        with open_store(settings) as s:
+            assert isinstance(s, EdgeProductStore) and s.fuse_locally is fuse_locally

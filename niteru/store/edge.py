@@ -42,9 +42,9 @@ class EdgeProductStore(ProductStore):
         super().__init__(settings)
         self.shards = EdgeShards(settings)  # takes the owner lock: one process per folder
         self.lock = self.shards.lock  # holds off writes and swaps; reads never wait
-        # Fused plans run as plain queries fused here (``local_fusion``); False: as Edge's own fused query,
-        # which costs several times more and holds the GIL (kept to compare against: tests, benchmarks).
-        self.fuse_locally = True
+        # Fused plans run as plain queries fused here (``local_fusion``), or as Edge's own fused query (same
+        # answers; tests and benchmarks flip this to compare the two).
+        self.fuse_locally = settings.edge_fuse_locally
 
     # --- primitives ------------------------------------------------------------------------------------
     def _alias_target(self, refresh: bool) -> str | None:

@@ -32,6 +32,10 @@ RunPlain = Callable[[Sequence[QueryPlan]], list[Sequence[Any]]]
 Retrieve = Callable[[list[str], bool], Sequence[Any]]
 
 
+# The missing scores of more candidates than this are asked for with an exact search (see ``_weighted_sum``).
+RESCORE_EXACT_ABOVE = 1000
+
+
 @dataclass(frozen=True)
 class FusedPoint:
     """A fused result in the shape of an engine's scored point (``to_hits`` reads it alike)."""
@@ -60,7 +64,8 @@ def run_fused(plan: QueryPlan, run_plain: RunPlain, retrieve: Retrieve) -> list[
     """The engine's answer to the fused ``plan``, best first, computed from plain queries."""
     sources = candidate_prefetches(plan)
     answers = run_plain([_plain(p, plan.exact) for p in sources])
-    lists = [[(str(r.id), float(r.score)) for r in answer] for answer in answers]
+    # Ids as the engine gives them (Edge: uuid.UUID objects), turned into strings only for the top.
+    lists = [[(r.id, float(r.score)) for r in answer] for answer in answers]
     q = plan.query
     if isinstance(q, WeightedSum):
         fused = _weighted_sum(plan, lists, q.weights, run_plain)
@@ -73,24 +78,24 @@ def run_fused(plan: QueryPlan, run_plain: RunPlain, retrieve: Retrieve) -> list[
     top = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: plan.limit]
     if not top:
         return []
-    records = {str(r.id): r for r in retrieve([i for i, _ in top], plan.with_vectors)}
+    records = {str(r.id): r for r in retrieve([str(i) for i, _ in top], plan.with_vectors)}
     return [
-        FusedPoint(i, s, records[i].payload, records[i].vector if plan.with_vectors else None)
+        FusedPoint(str(i), s, records[str(i)].payload, records[str(i)].vector if plan.with_vectors else None)
         for i, s in top
-        if i in records  # deleted between the two calls: dropped, as a later query would
+        if str(i) in records  # deleted between the two calls: dropped, as a later query would
     ]
 
 
 def _weighted_sum(
-    plan: QueryPlan, lists: list[list[tuple[str, float]]], weights: Sequence[float], run_plain: RunPlain
-) -> dict[str, float]:
+    plan: QueryPlan, lists: list[list[tuple[Any, float]]], weights: Sequence[float], run_plain: RunPlain
+) -> dict[Any, float]:
     """Every candidate of the union scored by each vector (the rescoring stages), summed with ``weights``."""
     rescorers = [p.query for p in plan.prefetches]  # stage i rescores the union by vector i
     union = list(dict.fromkeys(i for lst in lists for i, _ in lst))
-    known: list[dict[str, float]] = []
+    known: list[dict[Any, float]] = []
     for query in rescorers:
         # A list of the same vector gives its candidates' scores already: only the others are asked for.
-        scores: dict[str, float] = {}
+        scores: dict[Any, float] = {}
         for source, lst in zip(candidate_prefetches(plan), lists, strict=True):
             if source.query.using == query.using:
                 scores.update(lst)
@@ -103,22 +108,25 @@ def _weighted_sum(
                 rescorers[n],
                 len(ids),
                 len(ids),
-                Conditions(must=(HasId(tuple(ids)),)),
-                exact=True,  # a few ids: scanning them beats any index, and scores every one of them
+                Conditions(must=(HasId(tuple(str(i) for i in ids)),)),
+                # Below Qdrant's full-scan threshold (10,000 KB of vectors: 2,400 image vectors) a search
+                # filtered to so few ids scores each of them exactly, and cheaper than ``exact`` (which
+                # checks the filter on every point); above it only ``exact`` scores every one.
+                exact=len(ids) > RESCORE_EXACT_ABOVE,
                 with_payload=False,
             )
             for n, ids in asks
         ]
         for (n, _), answer in zip(asks, run_plain(restricted), strict=True):
-            known[n].update((str(r.id), float(r.score)) for r in answer)
+            known[n].update((r.id, float(r.score)) for r in answer)
     # A candidate deleted between the calls has no score of some vector: it is left out. (Plain floats:
     # numpy costs more than it saves on two terms.)
     return {i: sum(w * s[i] for w, s in zip(weights, known, strict=True)) for i in union if all(i in s for s in known)}
 
 
-def rrf_fuse(lists: list[list[tuple[str, float]]], q: Rrf) -> dict[str, float]:
+def rrf_fuse(lists: list[list[tuple[Any, float]]], q: Rrf) -> dict[Any, float]:
     """Qdrant's (weighted) RRF: each list adds ``1 / ((rank + 1) / w + k - 1)``, rank from 0."""
-    out: dict[str, float] = {}
+    out: dict[Any, float] = {}
     for n, lst in enumerate(lists):
         w = 1.0 if q.weights is None else q.weights[n]
         for rank, (i, _) in enumerate(lst):
@@ -126,10 +134,10 @@ def rrf_fuse(lists: list[list[tuple[str, float]]], q: Rrf) -> dict[str, float]:
     return out
 
 
-def dbsf_fuse(lists: list[list[tuple[str, float]]]) -> dict[str, float]:
+def dbsf_fuse(lists: list[list[tuple[Any, float]]]) -> dict[Any, float]:
     """Qdrant's DBSF: each list's scores mapped from mean -+ 3 sample sd to 0..1 (0.5 when they are all
     equal or alone), summed."""
-    out: dict[str, float] = {}
+    out: dict[Any, float] = {}
     for lst in lists:
         if not lst:
             continue
