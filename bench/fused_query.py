@@ -39,6 +39,7 @@ from niteru.settings import Settings  # noqa: E402
 from niteru.similar import SimilarOptions, similar_products  # noqa: E402
 from niteru.store import SearchFilter, open_store  # noqa: E402
 from niteru.store.edge import EdgeProductStore  # noqa: E402
+from niteru.store.plan import QueryPlan  # noqa: E402
 
 CASES: dict[str, Callable[[str], SimilarOptions]] = {
     "auto (wsum)": lambda c: SimilarOptions(k=10, mode=Mode.auto),
@@ -97,7 +98,11 @@ def split(store: EdgeProductStore, settings: Settings, picks: list[tuple[str, st
     the candidates' vectors into Python instead."""
     from niteru.store import local_fusion as lf
 
-    steps: dict[str, list[float]] = {"candidate lists": [], "rescoring (id-restricted queries)": [], "payloads": []}
+    steps: dict[str, list[float]] = {
+        "new: candidate lists (one batch of two plain queries)": [],
+        "new: rescoring (one batch of id-restricted queries)": [],
+        "new: payloads of the top 10": [],
+    }
     steps["rescoring by reading vectors (alternative)"] = []
     version = store.collection
     for pid, _ in picks:
@@ -134,6 +139,21 @@ def split(store: EdgeProductStore, settings: Settings, picks: list[tuple[str, st
         t4 = time.process_time()
         for key, dt in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             steps[key].append(dt * 1000)
+        # For comparison: the old way's one call, each single-vector search alone, and the whole new way.
+        sources = lf.candidate_prefetches(plan)
+        image, text = (lf._plain(p, False) for p in sources)
+        calls: dict[str, list[QueryPlan]] = {
+            "old: Edge's fused query (one call)": [plan],
+            "image nearest alone": [image],
+            "text nearest alone": [text],
+        }
+        for key, batch in calls.items():
+            c0 = time.process_time()
+            store._engine_batch(version, batch)
+            steps.setdefault(key, []).append((time.process_time() - c0) * 1000)
+        c0 = time.process_time()
+        store._query_batch(version, [plan])
+        steps.setdefault("new: the whole local fusion", []).append((time.process_time() - c0) * 1000)
     return {k: statistics.median(v) for k, v in steps.items()}
 
 
