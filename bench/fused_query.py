@@ -137,7 +137,7 @@ def split(store: EdgeProductStore, settings: Settings, picks: list[tuple[str, st
             if len(m):
                 m @ np.asarray(point.vectors[n], np.float32)
         t4 = time.process_time()
-        for key, dt in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+        for key, dt in zip(list(steps)[:4], (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             steps[key].append(dt * 1000)
         # For comparison: the old way's one call, each single-vector search alone, and the whole new way.
         sources = lf.candidate_prefetches(plan)
