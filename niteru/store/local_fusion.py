@@ -2,14 +2,15 @@
 
 Why: in Qdrant Edge a plain nearest query releases the GIL, so threads sharing a store search in
 parallel, but a query with prefetches and a fusion (formula, RRF, DBSF) does not scale across threads
-(``bench/results/edge_fused_threads.md``). Run as plain queries, a fused search uses both cores.
+(``bench/results/edge_fused_threads.md``; it also costs several times the searches it is made of).
+Run as plain queries, concurrent fused searches can use both cores.
 
 The plan stays the one of ``plan.py``; this module only executes it, in three engine calls:
 1. the per-vector candidate lists (the plan's innermost prefetches), one batch of plain queries, without
    payloads;
-2. for a rescoring fusion (wsum), every candidate's missing score of each vector: a batch of exact
-   queries restricted to those ids (cheaper than reading their vectors into Python: see
-   ``bench/results/fused_query.md``);
+2. for a rescoring fusion (wsum), every candidate's missing score of each vector: a batch of queries
+   restricted to those ids, which score each of them exactly (cheaper than reading their vectors into
+   Python: see ``bench/results/fused_query.md``);
 3. the payloads (and vectors when asked) of the fused top ``limit`` only.
 The fusions are Qdrant's (``lib/segment/src/common/score_fusion.rs`` and ``reciprocal_rank_fusion.rs``):
 ``tests/test_store_local_fusion.py`` checks them against the engine's own fused query.
