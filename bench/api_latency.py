@@ -4,13 +4,19 @@
    (``--fresh`` starts from an empty one; the ingest is resumable, so a rerun measures no throughput).
 2. The store's disk and memory: the folder's size, and the RSS a process gains by opening the store.
 3. ``niteru serve`` in a subprocess on 127.0.0.1; ``similar`` in each mode, with and without a category
-   filter, sequentially and from 8 concurrent clients, plus search by text and by photo. Each request's
-   ``Server-Timing`` header splits its time into model, store and the rest of the server (routing,
-   validation, JSON); what is left of the client's latency is HTTP on loopback and the client.
+   filter, from 1, 4 and 16 concurrent clients (``--concurrency``), plus search by text and by photo.
+   Each request's ``Server-Timing`` header splits its time into model, store and the rest of the server
+   (routing, validation, JSON); what is left of the client's latency is HTTP on loopback and the client.
+4. With ``--old-code DIR --old-data-dir DIR2``: a second server runs the code of another checkout (main's,
+   say) on its own copy of the store, and every case runs on both, alternating run by run so that the
+   machine's load falls on both alike: old and new side by side.
 
-Percentiles are medians over ``--runs`` runs. Writes bench/results/api_latency.{json,md}.
+Percentiles are medians over ``--runs`` runs; the 1-minute load average is recorded with each case
+(the machine may be shared: compare rows measured side by side). Writes bench/results/api_latency.{json,md}.
 
     .venv/bin/python bench/api_latency.py --limit 0 --fresh      # the full catalog (slow on 2 cores)
+    .venv/bin/python bench/api_latency.py --data-dir /work/data-x --skip-ingest \
+        --old-code /work/main --old-data-dir /work/data-x-old      # an ingested store, old vs new code
 """
 
 from __future__ import annotations
@@ -51,6 +57,12 @@ def rss_mb(pid: int | str = "self") -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,16 +98,19 @@ def one(client: httpx.Client, req: Request) -> dict[str, float]:
     }
 
 
-def run_case(base: str, requests: list[Request], concurrency: int) -> dict[str, Any]:
-    """Percentiles of each part over the requests, and throughput, at the given concurrency."""
+def run_case(base: str, requests: list[Request], concurrency: int, pid: int) -> dict[str, Any]:
+    """Percentiles of each part over the requests, throughput, and the server's CPU ms per request (the
+    steadiest cost figure on a shared machine), at the given concurrency."""
     clients = [httpx.Client(base_url=base, timeout=60) for _ in range(concurrency)]
+    cpu0 = cpu_seconds(pid)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         rows = list(pool.map(lambda ir: one(clients[ir[0] % concurrency], ir[1]), enumerate(requests)))
     wall = time.perf_counter() - t0
+    cpu_ms = (cpu_seconds(pid) - cpu0) * 1000 / len(rows)
     for c in clients:
         c.close()
-    out: dict[str, Any] = {"n": len(rows), "rps": len(rows) / wall}
+    out: dict[str, Any] = {"n": len(rows), "rps": len(rows) / wall, "server_cpu_ms": cpu_ms}
     for part in PARTS:
         values = np.array([r[part] for r in rows])
         out[part] = {f"p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)}
@@ -103,7 +118,11 @@ def run_case(base: str, requests: list[Request], concurrency: int) -> dict[str, 
 
 
 def median_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": runs[0]["n"], "rps": float(np.median([r["rps"] for r in runs]))}
+    out: dict[str, Any] = {
+        "n": runs[0]["n"],
+        "rps": float(np.median([r["rps"] for r in runs])),
+        "server_cpu_ms": float(np.median([r["server_cpu_ms"] for r in runs])),
+    }
     for part in PARTS:
         out[part] = {q: float(np.median([r[part][q] for r in runs])) for q in ("p50", "p95", "p99")}
     return out
@@ -125,11 +144,12 @@ def cases(ids: list[tuple[str, str]], photos: list[bytes], titles: list[str], k:
     return out
 
 
-def serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = os.environ | {"NITERU_DATA_DIR": str(data_dir), "TF_CPP_MIN_LOG_LEVEL": "3"}
+def serve(data_dir: Path, port: int, code: Path = REPO) -> subprocess.Popen[bytes]:
+    """``niteru serve`` of the checkout ``code`` (its packages first on the path) over ``data_dir``."""
+    env = os.environ | {"NITERU_DATA_DIR": str(data_dir), "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(code)}
     log = (data_dir / "serve.log").open("wb")
-    cmd = [str(REPO / ".venv" / "bin" / "niteru"), "serve", "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    cmd = [sys.executable, "-c", "from cli.main import app; app()", "serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=code, env=env, stdout=log, stderr=subprocess.STDOUT)
     for _ in range(600):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
@@ -151,18 +171,24 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="start from an empty data dir (measures ingest)")
     ap.add_argument("--queries", type=int, default=100, help="requests per case and run")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--concurrency", default="1,4,16", help="comma-separated numbers of concurrent clients")
+    ap.add_argument("--skip-ingest", action="store_true", help="measure the store already in --data-dir")
+    ap.add_argument("--old-code", type=Path, help="a checkout whose server runs side by side (old vs new)")
+    ap.add_argument("--old-data-dir", type=Path, help="that server's copy of the store (one process per store)")
+    ap.add_argument("--cases", default="", help="only the cases whose name contains one of these (comma-separated)")
     ap.add_argument("-k", type=int, default=10)
     args = ap.parse_args()
 
     if args.fresh and args.data_dir.exists():
         shutil.rmtree(args.data_dir)
     settings = Settings(data_dir=args.data_dir, catalog_dir=args.catalog)
-    t0 = time.perf_counter()
-    report = ingest_catalog(args.catalog, settings, limit=args.limit or None)
-    ingest_total = time.perf_counter() - t0
-    print(report.summary(), f"({ingest_total:.0f} s with model loading and any text-model training)")
-    ingest = ingest_figures(args.data_dir, report, ingest_total)
+    ingest: dict[str, Any] | None = None
+    if not args.skip_ingest:
+        t0 = time.perf_counter()
+        report = ingest_catalog(args.catalog, settings, limit=args.limit or None)
+        ingest_total = time.perf_counter() - t0
+        print(report.summary(), f"({ingest_total:.0f} s with model loading and any text-model training)")
+        ingest = ingest_figures(args.data_dir, report, ingest_total)
 
     rows = read_catalog(args.catalog)
     sample = stratified_sample(rows, args.limit) if args.limit else rows
@@ -179,33 +205,52 @@ def main() -> None:
     photos = [(args.catalog / r.image).read_bytes() for r in picks]
     titles = [r.title for r in picks]
 
-    port = free_port()
-    proc = serve(args.data_dir, port)
-    server_rss = rss_mb(proc.pid)
+    servers = {"new": (REPO, args.data_dir)}
+    if args.old_code:
+        servers = {"old": (args.old_code, args.old_data_dir or args.data_dir), **servers}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    bases: dict[str, str] = {}
+    rss: dict[str, dict[str, float]] = {}
     results: dict[str, Any] = {}
+    plan = cases(ids, photos, titles, args.k)
+    wanted = [c for c in args.cases.split(",") if c]
+    plan = {n: r for n, r in plan.items() if not wanted or any(w in n for w in wanted)}
     try:
-        base = f"http://127.0.0.1:{port}"
-        plan = cases(ids, photos, titles, args.k)
-        warm = httpx.Client(base_url=base, timeout=60)
-        for reqs in plan.values():  # warm-up: first calls trace TF functions and fill caches
-            for req in reqs[:3]:
-                one(warm, req)
-        warm.close()
+        for label, (code, data_dir) in servers.items():
+            port = free_port()
+            procs[label] = serve(data_dir, port, code)
+            bases[label] = f"http://127.0.0.1:{port}"
+            rss[label] = {"ready": rss_mb(procs[label].pid)}
+            warm = httpx.Client(base_url=bases[label], timeout=60)
+            for reqs in plan.values():  # warm-up: first calls trace TF functions and fill caches
+                for req in reqs[:3]:
+                    one(warm, req)
+            warm.close()
         for name, reqs in plan.items():
-            for conc in (1, args.concurrency):
-                runs = [run_case(base, reqs, conc) for _ in range(args.runs)]
-                results[f"{name} | c={conc}"] = median_runs(runs)
-                r = results[f"{name} | c={conc}"]
-                print(
-                    f"{name:<32} c={conc}: p50 {r['client']['p50']:7.1f}  p95 {r['client']['p95']:7.1f}  "
-                    f"p99 {r['client']['p99']:7.1f} ms  {r['rps']:6.1f} req/s",
-                    flush=True,
-                )
-        server_rss_after = rss_mb(proc.pid)
+            for conc in (int(c) for c in args.concurrency.split(",")):
+                runs: dict[str, list[dict[str, Any]]] = {label: [] for label in servers}
+                load = os.getloadavg()[0]
+                for _ in range(args.runs):
+                    for label in servers:  # alternating: the load of the moment falls on both
+                        runs[label].append(run_case(bases[label], reqs, conc, procs[label].pid))
+                for label in servers:
+                    key = f"{name} | c={conc}" + (f" | {label}" if len(servers) > 1 else "")
+                    results[key] = median_runs(runs[label]) | {"load": load}
+                    r = results[key]
+                    print(
+                        f"{name:<30} c={conc:<2} {label}: p50 {r['client']['p50']:7.1f}  p95 "
+                        f"{r['client']['p95']:7.1f}  p99 {r['client']['p99']:7.1f} ms  {r['rps']:6.1f} req/s  "
+                        f"store p50 {r['store']['p50']:5.2f} ms  server CPU {r['server_cpu_ms']:5.2f} ms/req  "
+                        f"(load {load:.1f})",
+                        flush=True,
+                    )
+        for label, proc in procs.items():
+            rss[label]["after_bench"] = rss_mb(proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(30)
-    write(args, ingest, info, store_rss, server_rss, server_rss_after, results)
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(30)
+    write(args, ingest, info, store_rss, rss, results)
 
 
 def ingest_figures(data_dir: Path, report: Any, total: float) -> dict[str, Any]:
@@ -231,16 +276,17 @@ def ingest_figures(data_dir: Path, report: Any, total: float) -> dict[str, Any]:
 
 def write(
     args: argparse.Namespace,
-    ing: dict[str, Any],
+    ing: dict[str, Any] | None,
     info: dict[str, Any],
     store_rss: float,
-    rss0: float,
-    rss1: float,
+    rss: dict[str, dict[str, float]],
     results: dict[str, Any],
 ) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    loads = [r["load"] for r in results.values()]
     meta = {
         "machine": f"{os.cpu_count()} cores, shared with other work while measured",
+        "load_average_1min": [min(loads), max(loads)] if loads else None,
         "points": info["points"],
         "engine": info["engine"],
         "queries_per_case": args.queries,
@@ -249,35 +295,50 @@ def write(
         "ingest": ing,
         "store_disk_mb": info["disk_bytes"] / 1e6 if info["disk_bytes"] else None,
         "store_open_rss_mb": store_rss,
-        "server_rss_mb": {"ready": rss0, "after_bench": rss1},
+        "server_rss_mb": rss,
+        "old_code": str(args.old_code) if args.old_code else None,
     }
     (RESULTS / "api_latency.json").write_text(json.dumps({"meta": meta, "cases": results}, indent=2))
+    side = args.old_code is not None
     lines = [
         "# API latency (bench/api_latency.py)",
         "",
-        f"{meta['points']} products in the {meta['engine']} store; {meta['machine']}. Client latency in ms "
-        f"(median of {args.runs} runs of {args.queries} requests per case, k={args.k}); model/store/server_other "
-        "from the Server-Timing header; http_client is client latency minus server time.",
+        f"{meta['points']} products in the {meta['engine']} store; {meta['machine']} (1-minute load average "
+        f"{min(loads):.1f}-{max(loads):.1f} while measured: absolute figures are noisy"
+        + (", the old/new rows of a case were measured alternately, run by run, and compare" if side else "")
+        + f"). Client latency in ms (median of {args.runs} runs of {args.queries} requests per case, k={args.k}); "
+        "model/store/server_other from the Server-Timing header; http_client is client latency minus server time.",
         "",
-        "| case | clients | p50 | p95 | p99 | req/s | model p50 | store p50 | server other p50 | http+client p50 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | clients |"
+        + (" code |" if side else "")
+        + " p50 | p95 | p99 | req/s | server CPU ms/req | model p50 | store p50 | server other p50 | http+client p50 "
+        "| load |",
+        "|---|---:|" + ("---|" if side else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, r in results.items():
-        name, conc = key.split(" | c=")
+        name, rest = key.split(" | c=")
+        conc, _, label = rest.partition(" | ")
         lines.append(
-            f"| {name} | {conc} | {r['client']['p50']:.1f} | {r['client']['p95']:.1f} | {r['client']['p99']:.1f} | "
-            f"{r['rps']:.1f} | {r['model']['p50']:.1f} | {r['store']['p50']:.1f} | {r['server_other']['p50']:.1f} | "
-            f"{r['http_client']['p50']:.1f} |"
+            f"| {name} | {conc} |"
+            + (f" {label} |" if side else "")
+            + f" {r['client']['p50']:.1f} | {r['client']['p95']:.1f} | {r['client']['p99']:.1f} | "
+            f"{r['rps']:.1f} | {r['server_cpu_ms']:.2f} | {r['model']['p50']:.1f} | {r['store']['p50']:.2f} | "
+            f"{r['server_other']['p50']:.1f} | {r['http_client']['p50']:.1f} | {r['load']:.1f} |"
         )
-    lines += [
-        "",
-        f"Ingest: {ing['written']} written, {ing['unchanged']} unchanged, {ing['failed']} failed in "
-        f"{ing['seconds']:.0f} s = {ing['products_per_s']:.1f} products/s (read, embed image and text, upsert; "
-        f"{ing['seconds_total']:.0f} s in all with loading the models and training the text model when none "
-        "existed). Store: "
-        f"{meta['store_disk_mb']:.1f} MB on disk, +{store_rss:.0f} MB RSS to open; server RSS {rss0:.0f} MB ready, "
-        f"{rss1:.0f} MB after the bench.",
-    ]
+    lines.append("")
+    if ing:
+        lines.append(
+            f"Ingest: {ing['written']} written, {ing['unchanged']} unchanged, {ing['failed']} failed in "
+            f"{ing['seconds']:.0f} s = {ing['products_per_s']:.1f} products/s (read, embed image and text, upsert; "
+            f"{ing['seconds_total']:.0f} s in all with loading the models and training the text model when none "
+            "existed)."
+        )
+    disk = f"{meta['store_disk_mb']:.1f} MB on disk, " if meta["store_disk_mb"] else ""
+    servers = "; ".join(
+        f"{label} server RSS {r['ready']:.0f} MB ready, {r.get('after_bench', float('nan')):.0f} MB after the bench"
+        for label, r in rss.items()
+    )
+    lines.append(f"Store: {disk}+{store_rss:.0f} MB RSS to open; {servers}.")
     (RESULTS / "api_latency.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     edge_hnsw_ef: int = Field(
         128, ge=1, le=4096, description="Edge: HNSW candidate list size per query (recall against speed)."
     )
+    edge_fuse_locally: bool = Field(
+        True,
+        description="Edge: run a fused (hybrid) search as plain nearest queries fused in the service, which release "
+        "the GIL and run in parallel; false: as Edge's own fused query (same results; it holds the GIL).",
+    )
     edge_index_after: int = Field(
         5000,
         ge=0,

@@ -2,9 +2,12 @@
 
 One Edge shard per versioned collection under ``store_path``; the alias and its atomic switch are the
 state file of ``edge_layout``. Point ids, payloads, filters and the hybrid queries are those of the
-shared plan (``plan.py``), so the two engines answer alike. Writes, switches and index swaps take one
-lock (the conditional upsert is read, write, read back); reads take none: each Edge call holds the GIL
-for its whole run, so calls never overlap, and a read sees a shard before or after a swap, never during.
+shared plan (``plan.py``), so the two engines answer alike; a fused plan runs as plain nearest queries
+fused here (``local_fusion``): Edge's own fused query costs several times more and holds the GIL, while
+plain queries release it and run in parallel (``bench/results/edge_fused_threads.md``). Writes, switches
+and index swaps take one lock (the conditional upsert is read, write, read back); reads take none: each
+call runs on the shard object of its moment under a lease (``edge_leases``), so a read sees a shard before
+or after a swap, never during.
 
 The HNSW index is built by ``build_index`` on a copy of the shard in a child process (``edge_index``),
 because Edge's ``optimize`` holds the GIL for its whole run and would stop every query of the process;
@@ -21,6 +24,7 @@ from niteru.store.base import ProductStore
 from niteru.store.edge_layout import disk_bytes
 from niteru.store.edge_plan import to_filter, to_request
 from niteru.store.edge_shards import EdgeShards
+from niteru.store.local_fusion import is_fused, run_fused
 from niteru.store.plan import Conditions, QueryPlan
 from niteru.store.records import PAYLOAD_INDEXES, Row
 
@@ -38,6 +42,9 @@ class EdgeProductStore(ProductStore):
         super().__init__(settings)
         self.shards = EdgeShards(settings)  # takes the owner lock: one process per folder
         self.lock = self.shards.lock  # holds off writes and swaps; reads never wait
+        # Fused plans run as plain queries fused here (``local_fusion``), or as Edge's own fused query (same
+        # answers; tests and benchmarks flip this to compare the two).
+        self.fuse_locally = settings.edge_fuse_locally
 
     # --- primitives ------------------------------------------------------------------------------------
     def _alias_target(self, refresh: bool) -> str | None:
@@ -72,6 +79,18 @@ class EdgeProductStore(ProductStore):
         return self.shards.get(version).retrieve(ids, with_payload=payload, with_vector=vectors)  # type: ignore[no-any-return]
 
     def _query_batch(self, version: str, plans: Sequence[QueryPlan]) -> list[Sequence[Any]]:
+        if not self.fuse_locally or not any(is_fused(p) for p in plans):
+            return self._engine_batch(version, plans)
+
+        def run_plain(plain: Sequence[QueryPlan]) -> list[Sequence[Any]]:
+            return self._engine_batch(version, plain)
+
+        def retrieve(ids: list[str], vectors: bool) -> Sequence[Any]:
+            return self._retrieve(version, ids, True, vectors)
+
+        return [run_fused(p, run_plain, retrieve) if is_fused(p) else run_plain([p])[0] for p in plans]
+
+    def _engine_batch(self, version: str, plans: Sequence[QueryPlan]) -> list[Sequence[Any]]:
         shard, requests = self.shards.get(version), [to_request(p, self.settings.edge_hnsw_ef) for p in plans]
         if len(requests) == 1:
             return [shard.query(requests[0])]

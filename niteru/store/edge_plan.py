@@ -66,7 +66,7 @@ def to_request(plan: QueryPlan, hnsw_ef: int) -> Any:
     """The plan as an Edge request; the search parameters go where the vectors are searched."""
     qe = _qe()
     params = qe.SearchParams(hnsw_ef=hnsw_ef, exact=plan.exact)
-    common = {"limit": plan.limit, "filter": to_filter(plan.filter), "with_payload": True}
+    common = {"limit": plan.limit, "filter": to_filter(plan.filter), "with_payload": plan.with_payload}
     common["with_vector"] = plan.fetch_vectors
     if isinstance(plan.query, Nearest):
         q, mmr = plan.query, plan.mmr

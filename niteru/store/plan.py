@@ -146,6 +146,7 @@ class QueryPlan:
     exact: bool = False  # scan every point rather than an approximate index (benchmarks)
     drop_ids: tuple[str, ...] = ()
     mmr: Mmr | None = None  # on a Nearest query the engine's MMR; on a fusion, the service's after it
+    with_payload: bool = True  # False: ids and scores only (the candidate lists a fusion is computed from)
 
     @property
     def service_mmr(self) -> Mmr | None:

@@ -59,6 +59,6 @@ def to_request(plan: QueryPlan) -> models.QueryRequest:
         filter=to_filter(plan.filter),
         params=models.SearchParams(exact=True) if plan.exact else None,
         limit=plan.limit,
-        with_payload=True,
+        with_payload=plan.with_payload,
         with_vector=plan.fetch_vectors,
     )

@@ -1,0 +1,154 @@
+"""A fused ``QueryPlan`` run as plain nearest queries, fused here: what Qdrant's Query API computes.
+
+Why: in Qdrant Edge a plain nearest query releases the GIL, so threads sharing a store search in
+parallel, but a query with prefetches and a fusion (formula, RRF, DBSF) does not scale across threads
+(``bench/results/edge_fused_threads.md``; it also costs several times the searches it is made of).
+Run as plain queries, concurrent fused searches can use both cores.
+
+The plan stays the one of ``plan.py``; this module only executes it, in three engine calls:
+1. the per-vector candidate lists (the plan's innermost prefetches), one batch of plain queries, without
+   payloads;
+2. for a rescoring fusion (wsum), every candidate's missing score of each vector: a batch of queries
+   restricted to those ids, which score each of them exactly (cheaper than reading their vectors into
+   Python: see ``bench/results/fused_query.md``);
+3. the payloads (and vectors when asked) of the fused top ``limit`` only.
+The fusions are Qdrant's (``lib/segment/src/common/score_fusion.rs`` and ``reciprocal_rank_fusion.rs``):
+``tests/test_store_local_fusion.py`` checks them against the engine's own fused query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from niteru.fusion import Dbsf, Rrf, WeightedSum
+from niteru.store.plan import Conditions, HasId, Nearest, Prefetch, QueryPlan
+
+# Runs plain plans (one ``Nearest`` each) as one batch: scored points (``id``, ``score``) best first.
+RunPlain = Callable[[Sequence[QueryPlan]], list[Sequence[Any]]]
+# Records (``id``, ``payload``, ``vector``) of point ids, payloads always, vectors when asked.
+Retrieve = Callable[[list[str], bool], Sequence[Any]]
+
+
+# The missing scores of more candidates than this are asked for with an exact search (see ``_weighted_sum``).
+RESCORE_EXACT_ABOVE = 1000
+
+
+@dataclass(frozen=True)
+class FusedPoint:
+    """A fused result in the shape of an engine's scored point (``to_hits`` reads it alike)."""
+
+    id: str
+    score: float
+    payload: dict[str, Any] | None
+    vector: Any = None
+
+
+def is_fused(plan: QueryPlan) -> bool:
+    return not isinstance(plan.query, Nearest)
+
+
+def candidate_prefetches(plan: QueryPlan) -> tuple[Prefetch, ...]:
+    """The plan's per-vector candidate lists: the sources of a rescoring stage, else the prefetches."""
+    first = plan.prefetches[0]
+    return first.sources if first.sources else plan.prefetches
+
+
+def _plain(p: Prefetch, exact: bool) -> QueryPlan:
+    return QueryPlan(p.query, p.limit, p.limit, p.filter, exact=exact, with_payload=False)
+
+
+def run_fused(plan: QueryPlan, run_plain: RunPlain, retrieve: Retrieve) -> list[FusedPoint]:
+    """The engine's answer to the fused ``plan``, best first, computed from plain queries."""
+    sources = candidate_prefetches(plan)
+    answers = run_plain([_plain(p, plan.exact) for p in sources])
+    # Ids as the engine gives them (Edge: uuid.UUID objects), turned into strings only for the top.
+    lists = [[(r.id, float(r.score)) for r in answer] for answer in answers]
+    q = plan.query
+    if isinstance(q, WeightedSum):
+        fused = _weighted_sum(plan, lists, q.weights, run_plain)
+    elif isinstance(q, Rrf):
+        fused = rrf_fuse(lists, q)
+    else:
+        assert isinstance(q, Dbsf)
+        fused = dbsf_fuse(lists)
+    # Best first; ties in the order Qdrant leaves them in is arbitrary, id order here (deterministic).
+    top = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: plan.limit]
+    if not top:
+        return []
+    records = {str(r.id): r for r in retrieve([str(i) for i, _ in top], plan.fetch_vectors)}
+    return [
+        FusedPoint(str(i), s, records[str(i)].payload, records[str(i)].vector if plan.fetch_vectors else None)
+        for i, s in top
+        if str(i) in records  # deleted between the two calls: dropped, as a later query would
+    ]
+
+
+def _weighted_sum(
+    plan: QueryPlan, lists: list[list[tuple[Any, float]]], weights: Sequence[float], run_plain: RunPlain
+) -> dict[Any, float]:
+    """Every candidate of the union scored by each vector (the rescoring stages), summed with ``weights``."""
+    rescorers = [p.query for p in plan.prefetches]  # stage i rescores the union by vector i
+    union = list(dict.fromkeys(i for lst in lists for i, _ in lst))
+    known: list[dict[Any, float]] = []
+    for query in rescorers:
+        # A list of the same vector gives its candidates' scores already: only the others are asked for.
+        scores: dict[Any, float] = {}
+        for source, lst in zip(candidate_prefetches(plan), lists, strict=True):
+            if source.query.using == query.using:
+                scores.update(lst)
+        known.append(scores)
+    missing = [[i for i in union if i not in scores] for scores in known]
+    asks = [(n, ids) for n, ids in enumerate(missing) if ids]
+    if asks:
+        restricted = [
+            QueryPlan(
+                rescorers[n],
+                len(ids),
+                len(ids),
+                Conditions(must=(HasId(tuple(str(i) for i in ids)),)),
+                # Below Qdrant's full-scan threshold (10,000 KB of vectors: 2,400 image vectors) a search
+                # filtered to so few ids scores each of them exactly, and cheaper than ``exact`` (which
+                # checks the filter on every point); above it only ``exact`` scores every one.
+                exact=len(ids) > RESCORE_EXACT_ABOVE,
+                with_payload=False,
+            )
+            for n, ids in asks
+        ]
+        for (n, _), answer in zip(asks, run_plain(restricted), strict=True):
+            known[n].update((r.id, float(r.score)) for r in answer)
+    # A candidate deleted between the calls has no score of some vector: it is left out. (Plain floats:
+    # numpy costs more than it saves on two terms.)
+    return {i: sum(w * s[i] for w, s in zip(weights, known, strict=True)) for i in union if all(i in s for s in known)}
+
+
+def rrf_fuse(lists: list[list[tuple[Any, float]]], q: Rrf) -> dict[Any, float]:
+    """Qdrant's (weighted) RRF: each list adds ``1 / ((rank + 1) / w + k - 1)``, rank from 0."""
+    out: dict[Any, float] = {}
+    for n, lst in enumerate(lists):
+        w = 1.0 if q.weights is None else q.weights[n]
+        for rank, (i, _) in enumerate(lst):
+            out[i] = out.get(i, 0.0) + 1.0 / ((rank + 1) / w + q.k - 1)
+    return out
+
+
+def dbsf_fuse(lists: list[list[tuple[Any, float]]]) -> dict[Any, float]:
+    """Qdrant's DBSF: each list's scores mapped from mean -+ 3 sample sd to 0..1 (0.5 when they are all
+    equal or alone), summed."""
+    out: dict[Any, float] = {}
+    for lst in lists:
+        if not lst:
+            continue
+        s = np.asarray([score for _, score in lst], np.float32)
+        if len(s) < 2:
+            normed = np.full(len(s), 0.5, np.float32)
+        else:
+            mean, sd = np.float32(s.mean()), np.float32(s.std(ddof=1))
+            low, high = mean - 3 * sd, mean + 3 * sd
+            normed = np.full(len(s), 0.5, np.float32) if low == high else (s - low) / (high - low)
+        for (i, _), v in zip(lst, normed, strict=True):
+            out[i] = out.get(i, 0.0) + float(v)
+    return out
