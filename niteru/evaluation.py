@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from niteru.categorize import Estimator
 from niteru.embedders import Embedders, ProductInput, embed_products
 from niteru.lookalike import brand_of, colours, variant_fields, variant_image
 from niteru.products import Product, ProductFields
@@ -56,6 +57,8 @@ class QueryOutcome:
     colour_total: int  # results in the subcategory, when the query names a colour (else 0)
     brand_kept: int
     brand_total: int  # results in the subcategory, when the query's brand is known (else 0)
+    relevant: list[bool] = field(default_factory=list)  # each result in the subcategory? (for nDCG)
+    weights: dict[str, float] = field(default_factory=dict)  # the route's weights of the stored product's query
 
 
 def samplable(product: Product) -> bool:
@@ -110,23 +113,28 @@ def evaluate(
     variants: Sequence[Variant],
     embedded: dict[str, ProductPoint],
     mode: Mode = Mode.auto,
+    *,
+    options: SimilarOptions | None = None,
+    estimate: Estimator | None = None,
 ) -> list[QueryOutcome]:
-    """The measures of each variant's original in ``store`` (which must hold it), in ``mode``. ``embedded``:
-    ``embed_variants`` with the text model of ``store``'s collection."""
-    options = SimilarOptions(k=K, mode=mode)
+    """The measures of each variant's original in ``store`` (which must hold it), in ``mode`` (or with
+    ``options``, k = ``K``; ``estimate``: the category classifier, for routes by an estimated category).
+    ``embedded``: ``embed_variants`` with the text model of ``store``'s collection."""
+    options = replace(options or SimilarOptions(mode=mode), k=K)
     out = []
     for v in variants:
         q = v.original
         if (point := embedded.get(q.product_id)) is None:
             continue
         try:
-            hits = similar_products(store, q.product_id, settings, options).hits
+            result = similar_products(store, q.product_id, settings, options, estimate)
         except UnknownProductError:  # deleted since the sample was taken (writes go on meanwhile)
             continue
-        same = [h.product for h in hits if h.product.subcategory == q.subcategory]
+        relevant = [h.product.subcategory == q.subcategory for h in result.hits]
+        same = [h.product for h, r in zip(result.hits, relevant, strict=True) if r]
         wanted, brand = colours(q.title), brand_of(q.shop_id, q.title)
         query = QueryProduct(point.vectors, v.fields.category, v.fields.shop_id)
-        found = [h.product.product_id for h in similar_to_vectors(store, query, settings, options).hits]
+        found = [h.product.product_id for h in similar_to_vectors(store, query, settings, options, estimate).hits]
         out.append(
             QueryOutcome(
                 q.product_id,
@@ -137,6 +145,8 @@ def evaluate(
                 colour_total=len(same) if wanted else 0,
                 brand_kept=sum(brand_of(p.shop_id, p.title) == brand for p in same) if brand else 0,
                 brand_total=len(same) if brand else 0,
+                relevant=relevant,
+                weights=result.route.weights,
             )
         )
     return out

@@ -91,6 +91,11 @@ def gate(
     products = (p.product for batch in live.scroll(batch_size=1024, with_vectors=False) for p in batch)
     sample = fixed_sample((p for p in products if p.product_id in in_new), settings.rebuild_gate_sample, report["seed"])
     variants = make_variants(sample, lambda ref: read_image_path(ref, settings), settings.rebuild_gate_seed)
+    if not variants:  # nothing measurable: say so rather than pass on empty figures
+        reason = f"none of {len(sample)} sample products has an image readable in catalog_dir {settings.catalog_dir}"
+        report.update(decision="unchecked", reason=reason)
+        log.warning("rebuild gate: %s", reason)
+        return Verdict(True, report)
     sides = {"live": (live, live_text), "new": (new, new_text)}
     outcomes = {side: _measure(store, text, image, variants, settings) for side, (store, text) in sides.items()}
     # The same queries on both sides: a product deleted or refused on one side only is left out of both.
