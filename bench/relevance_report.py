@@ -32,7 +32,7 @@ def relevance_table(summaries: list[dict[str, Any]]) -> list[str]:
     total = sum(n.values())
     lines.append(f"| **all (p@10)** | {total} | " + " | ".join(f"**{_pct(s['p10'])}**" for s in summaries) + " |")
     lines.append("| **all (nDCG@10)** | | " + " | ".join(_pct(s["ndcg10"]) for s in summaries) + " |")
-    lines.append("| ms per query | | " + " | ".join(f"{s['ms_per_query']:.0f}" for s in summaries) + " |")
+    lines.append("| ms per search | | " + " | ".join(f"{s['ms_per_query']:.0f}" for s in summaries) + " |")
     return lines
 
 
