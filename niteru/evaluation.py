@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from niteru.categorize import Estimator
-from niteru.embedders import Embedders, ProductInput, embed_products
+from niteru.embedders import Embedders, ProductInput, embed_products, reembed_text
 from niteru.lookalike import brand_of, colours, variant_fields, variant_image
 from niteru.products import Product, ProductFields
 from niteru.refusals import Refusal
@@ -105,6 +105,19 @@ def embed_variants(variants: Sequence[Variant], embedders: Embedders) -> dict[st
     """Each variant embedded as a registered product would be, by its original's id (refused ones left out)."""
     items = [ProductInput(v.original.product_id, v.fields, v.image, "variant", 0) for v in variants]
     return {p.product.product_id: p for p in embed_products(items, embedders) if isinstance(p, ProductPoint)}
+
+
+def reembed_variants(embedded: dict[str, ProductPoint], embedders: Embedders) -> dict[str, ProductPoint]:
+    """The same variants under another text model, as the write path updates a stored product's text
+    (``reembed_text``: the image vector kept): the gate's second side without embedding every photo again."""
+    out = {}
+    for pid, point in embedded.items():
+        again = reembed_text(point, ProductFields.taken_from(point.product), embedders)
+        if isinstance(again, ProductPoint):
+            out[pid] = again
+        elif again is None:  # the same text model: nothing to re-embed
+            out[pid] = point
+    return out
 
 
 def evaluate(

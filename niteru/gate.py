@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from niteru.embedders import Embedders
-from niteru.evaluation import Measures, Variant, embed_variants, evaluate, fixed_sample, make_variants, summarise
+from niteru.evaluation import (
+    Measures,
+    embed_variants,
+    evaluate,
+    fixed_sample,
+    make_variants,
+    reembed_variants,
+    summarise,
+)
 from niteru.routing import Mode
 from niteru.settings import Settings
 from niteru.store import ProductStore
@@ -97,7 +105,9 @@ def gate(
         log.warning("rebuild gate: %s", reason)
         return Verdict(True, report)
     sides = {"live": (live, live_text), "new": (new, new_text)}
-    outcomes = {side: _measure(store, text, image, variants, settings) for side, (store, text) in sides.items()}
+    embedded = embed_variants(variants, Embedders(image, live_text))
+    vectors = {"live": embedded, "new": reembed_variants(embedded, Embedders(image, new_text))}
+    outcomes = {side: evaluate(store, settings, variants, vectors[side]) for side, (store, _) in sides.items()}
     # The same queries on both sides: a product deleted or refused on one side only is left out of both.
     common = set.intersection(*({o.product_id for o in found} for found in outcomes.values()))
     summaries = {side: summarise([o for o in found if o.product_id in common]) for side, found in outcomes.items()}
@@ -123,13 +133,6 @@ def gate(
         report["seconds"],
     )
     return Verdict(swap, report)
-
-
-def _measure(
-    store: ProductStore, text: TextEmbedder, image: MobileNetEmbedder, variants: list[Variant], settings: Settings
-) -> list[Any]:
-    embedded = embed_variants(variants, Embedders(image, text))
-    return evaluate(store, settings, variants, embedded, Mode.auto)
 
 
 def _image_model(settings: Settings) -> MobileNetEmbedder:
