@@ -11,6 +11,10 @@
    category (the classifier trained on the 80%), and routed under each fusion rule.
 4. precision@10 = share of the 10 results in the query's subcategory; nDCG@10 with binary relevance (same
    subcategory), the ideal being min(10, other products of that subcategory) relevant results first.
+5. The look-alike measures of ``niteru.evaluation`` (the rebuild's gate uses the same functions), in each
+   configuration: each query product re-listed as a variant (re-shot photo, re-written title, another
+   shop; embedded by the service's models, searched without being stored): variant recall@1 and @10;
+   among the results in the query's subcategory, the share naming one of its colours and of its brand.
 
 Writes bench/results/relevance.{json,md}. ``--queries 200`` for a quick look.
 """
@@ -38,10 +42,13 @@ from relevance_report import ENOUGH_QUERIES, write_report  # noqa: E402  (bench/
 
 from embedding.category import train_category_model  # noqa: E402
 from niteru.categorize import estimate  # noqa: E402
+from niteru.embedders import load_embedders  # noqa: E402
+from niteru.evaluation import QueryOutcome, Variant, embed_variants, evaluate, make_variants, measures  # noqa: E402
+from niteru.fetch import read_image_path  # noqa: E402
 from niteru.fusion import Fusion  # noqa: E402
 from niteru.routing import Mode  # noqa: E402
 from niteru.settings import get_settings  # noqa: E402
-from niteru.similar import SimilarOptions, similar_products  # noqa: E402
+from niteru.similar import SimilarOptions  # noqa: E402
 from niteru.store import ProductPoint, open_store  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -137,41 +144,56 @@ def ndcg(relevant: list[bool], available: int) -> float:
 
 
 def run(
-    store: Any, settings: Any, queries: list[ProductPoint], cfg: Config, model: Any, sub_counts: Counter[str]
+    store: Any,
+    settings: Any,
+    variants: list[Variant],
+    embedded: dict[str, ProductPoint],
+    cfg: Config,
+    model: Any,
+    sub_counts: Counter[str],
 ) -> dict[str, Any]:
+    """Every measure of every query in one configuration, through ``niteru.evaluation.evaluate`` (which
+    calls ``similar_products`` and, for the variant, ``similar_to_vectors``)."""
     estimator = (lambda image, text: estimate(model, image, text)) if model is not None else None
-    per_query = []
+    opts = SimilarOptions(k=K, mode=cfg.mode, fusion=cfg.fusion, estimate_category=cfg.estimate_category)
+    subs = {v.original.product_id: v.original.subcategory for v in variants}
     started = time.perf_counter()
-    for q in tqdm(queries, desc=cfg.name, unit="query", leave=False):
-        opts = SimilarOptions(k=K, mode=cfg.mode, fusion=cfg.fusion, estimate_category=cfg.estimate_category)
-        result = similar_products(store, q.product.product_id, settings, opts, estimator)
-        relevant = [h.product.subcategory == q.product.subcategory for h in result.hits]
-        per_query.append(
-            {
-                "product_id": q.product.product_id,
-                "category": q.product.category,
-                "p10": sum(relevant) / K,
-                "ndcg10": ndcg(relevant, sub_counts[q.product.subcategory] - 1),
-                "weights": result.route.weights,
-                "route_category": result.route.category,
-                "route_probability": result.route.probability,
-            }
-        )
+    outcomes = evaluate(store, settings, variants, embedded, options=opts, estimate=estimator)
     elapsed = time.perf_counter() - started
-    return {"config": cfg.name, "per_query": per_query, "ms_per_query": 1000 * elapsed / max(1, len(queries))}
+    per_query = [
+        {
+            "product_id": o.product_id,
+            "category": o.category,
+            "p10": o.p10,
+            "ndcg10": ndcg(o.relevant, sub_counts[subs[o.product_id]] - 1),
+            "variant_rank": o.variant_rank,
+            "colour": [o.colour_kept, o.colour_total],
+            "brand": [o.brand_kept, o.brand_total],
+            "weights": o.weights,
+        }
+        for o in outcomes
+    ]
+    # Two searches per query (the stored product and its variant): the time of one is half.
+    ms = 1000 * elapsed / max(1, 2 * len(outcomes))
+    return {"config": cfg.name, "per_query": per_query, "outcomes": outcomes, "ms_per_query": ms}
 
 
 def summarise(run_: dict[str, Any]) -> dict[str, Any]:
     by_cat: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in run_["per_query"]:
+    looks: dict[str, list[QueryOutcome]] = defaultdict(list)
+    for r, o in zip(run_["per_query"], run_.pop("outcomes"), strict=True):
         by_cat[r["category"]].append(r)
+        looks[r["category"]].append(o)
     rows = run_["per_query"]
+    everything = [o for os_ in looks.values() for o in os_]
     return {
         "config": run_["config"],
         "p10": float(np.mean([r["p10"] for r in rows])),
         "ndcg10": float(np.mean([r["ndcg10"] for r in rows])),
         "p10_by_category": {c: float(np.mean([r["p10"] for r in rs])) for c, rs in sorted(by_cat.items())},
         "ndcg10_by_category": {c: float(np.mean([r["ndcg10"] for r in rs])) for c, rs in sorted(by_cat.items())},
+        "lookalike": measures(everything).as_dict(),
+        "lookalike_by_category": {c: measures(os_).as_dict() for c, os_ in sorted(looks.items())},
         "queries_by_category": {c: len(rs) for c, rs in sorted(by_cat.items())},
         "ms_per_query": run_["ms_per_query"],
     }
@@ -192,14 +214,20 @@ def main() -> None:
         model, accuracy = classifier_accuracy(train, test, args.seed)
         queries = sample_queries(test, args.queries, args.seed)
         sub_counts = Counter(p.product.subcategory for p in points)
+        # The variants: made once (seeded), embedded once by the store's own models, queried in every config.
+        variants = make_variants([q.product for q in queries], lambda ref: read_image_path(ref, settings), args.seed)
+        if len(variants) < len(queries):
+            sys.exit(f"{len(queries) - len(variants)} query images unreadable: is NITERU_CATALOG_DIR the catalog?")
+        embedded = embed_variants(variants, load_embedders(settings))
         runs = [
-            run(store, settings, queries, cfg, model, sub_counts)
+            run(store, settings, variants, embedded, cfg, model, sub_counts)
             for cfg in tqdm(configs(settings.fusion), desc="configs")
         ]
     finally:
         store.close()
     summaries = [summarise(r) for r in runs]
-    machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, load average {load}"
     write_report(args.out, machine, len(points), queries, accuracy, summaries, runs)
 
 

@@ -32,7 +32,29 @@ def relevance_table(summaries: list[dict[str, Any]]) -> list[str]:
     total = sum(n.values())
     lines.append(f"| **all (p@10)** | {total} | " + " | ".join(f"**{_pct(s['p10'])}**" for s in summaries) + " |")
     lines.append("| **all (nDCG@10)** | | " + " | ".join(_pct(s["ndcg10"]) for s in summaries) + " |")
-    lines.append("| ms per query | | " + " | ".join(f"{s['ms_per_query']:.0f}" for s in summaries) + " |")
+    lines.append("| ms per search | | " + " | ".join(f"{s['ms_per_query']:.0f}" for s in summaries) + " |")
+    return lines
+
+
+def _maybe(x: float | None) -> str:
+    return "-" if x is None else _pct(x)
+
+
+def lookalike_table(summaries: list[dict[str, Any]]) -> list[str]:
+    """Every measure, per category and configuration, in one table (the overall rows first)."""
+    head = "| category | configuration | queries | p@10 | nDCG@10 | variant r@1 | variant r@10 | colour | brand |"
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    cats = ["all", *summaries[0]["p10_by_category"]]
+    for c in cats:
+        for s in summaries:
+            if c == "all":
+                look, p10, nd, n = s["lookalike"], s["p10"], s["ndcg10"], sum(s["queries_by_category"].values())
+            else:
+                look, p10 = s["lookalike_by_category"][c], s["p10_by_category"][c]
+                nd, n = s["ndcg10_by_category"][c], s["queries_by_category"][c]
+            name = f"**{c}**" if c == "all" else c
+            cells = [_pct(p10), _pct(nd), *(_maybe(look[m]) for m in ("variant_r1", "variant_r10", "colour", "brand"))]
+            lines.append(f"| {name} | {s['config']} | {n} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -112,6 +134,15 @@ def write_report(
         *relevance_table(summaries),
         "",
         *target_check(summaries),
+        "",
+        "Look-alike measures (`niteru.evaluation`, the rebuild's gate uses the same; docs/retrieval.md): each query "
+        "re-listed as a variant (re-shot photo: crop, flip, small rotation, brightness; re-written title: brand "
+        "dropped, words shuffled; another shop), searched without being stored: recall@1 and @10 of the original. "
+        "Colour / brand kept: among the results in the query's subcategory, the share naming one of the query's "
+        "colours (queries whose title names one) / of its brand (queries whose shop id is named in the title). "
+        "'-': no query to measure.",
+        "",
+        *lookalike_table(summaries),
         "",
         f"Category estimation, trained on the 80% ({accuracy['train_products']} products, "
         f"{accuracy['train_s']:.0f} s), accuracy (%) on the 20%:",

@@ -108,8 +108,12 @@ def train_category() -> None:
 
 
 @app.command()
-def rebuild() -> None:
-    """Retrain the text model and the classifier on the live catalog, rebuild the collection, swap it in."""
+def rebuild(
+    force: bool = typer.Option(False, "--force", help="Swap even when the gate finds the new collection worse."),
+) -> None:
+    """Retrain the text model and the classifier on the live catalog, rebuild the collection, and swap it in
+    unless it measures worse than the live one (the gate: docs/retrieval.md). Exit code 3: refused."""
+    from niteru.gate import format_report
     from niteru.rebuild import RebuildError
     from niteru.rebuild import rebuild as run_rebuild
     from niteru.settings import get_settings
@@ -118,10 +122,17 @@ def rebuild() -> None:
     settings = get_settings()
     try:
         with open_store(settings) as store:
-            report = run_rebuild(store, settings)
+            report = run_rebuild(store, settings, force=force)
     except (StoreError, RebuildError) as exc:
         typer.echo(f"rebuild failed: {exc}", err=True)
         raise typer.Exit(1) from exc
+    typer.echo(format_report(report.gate))
+    if not report.swapped:
+        typer.echo(
+            f"refused: {report.current} serves on; the new collection ({report.dropped[0]}) was dropped "
+            "(`niteru rebuild --force` swaps anyway)"
+        )
+        raise typer.Exit(3)
     typer.echo(
         f"{report.previous} -> {report.current}: {report.products} products, {report.caught_up} caught up, "
         f"text model {report.text_model}; dropped {report.dropped or 'none'}"

@@ -35,6 +35,7 @@ class Metrics:
     task_retries: Counter
     task_duration: Histogram
     queue_length: Gauge
+    relevance: Gauge
 
 
 @lru_cache(maxsize=1)
@@ -71,6 +72,12 @@ def get_metrics() -> Metrics:
         ),
         queue_length=Gauge(
             "niteru_queue_length", "Messages waiting in the Celery queue (NaN: broker down).", ["queue"]
+        ),
+        relevance=Gauge(
+            "niteru_relevance",
+            "The serving collection's figures at the last rebuild's gate (p10, variant_r1, variant_r10, colour, "
+            "brand), overall (category=all) and per category.",
+            ["measure", "category"],
         ),
     )
 

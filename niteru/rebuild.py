@@ -8,9 +8,11 @@ collection, check it, and swap the alias to it atomically; ``rollback`` swaps ba
    are re-read from the live collection and re-embedded, products deleted meanwhile are deleted;
    repeated until a pass finds nothing, the last pass and the swap under the store's lock (in one
    process nothing can slip in between);
-5. check (smoke queries answer; under the store's lock, after the last catch-up, the same count as
-   live), swap the alias, make the new text model and classifier current, keep the previous collection
-   for ``rollback`` and drop older ones;
+5. check (smoke queries answer; the gate, ``niteru.gate``: the new collection measures no worse than the
+   live one on a fixed sample, else it is dropped and the live one serves on, untouched; under the
+   store's lock, after the last catch-up, the same count as live),
+   swap the alias, make the new text model and classifier current, keep the previous collection for
+   ``rollback`` and drop older ones;
 6. re-sync: other processes (workers on a Qdrant server) may still have written to the old collection
    during the last catch-up and the swap. What they wrote there is carried over, unless the product was
    written in the new collection since the swap (that write is later). A write landing in the old
@@ -31,7 +33,8 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from tqdm import tqdm
 
@@ -39,6 +42,7 @@ from embedding.category import CategoryModel, save_category_model
 from embedding.text import TextEmbedder, train_text_model
 from embedding.text.artifact import CURRENT, resolve, set_current
 from niteru.categorize import CategoryTrainingError, category_dir, fit_from_store
+from niteru.gate import gate, save_report
 from niteru.model_config import text_config
 from niteru.model_sync import record_text_model, recorded_text_models
 from niteru.products import ProductFields, content_hash
@@ -62,6 +66,8 @@ class RebuildReport:
     caught_up: int
     text_model: str
     dropped: list[str]
+    swapped: bool = True  # False: the gate refused the new collection (dropped), the live one serves on
+    gate: dict[str, Any] = field(default_factory=dict)  # the gate's report (``niteru.gate``); empty: no gate
 
 
 @contextmanager
@@ -134,9 +140,14 @@ def _signatures(store: ProductStore) -> dict[str, str]:
 
 
 def rebuild(
-    store: ProductStore, settings: Settings, *, after_copy: Callable[[ProductStore], None] | None = None
+    store: ProductStore,
+    settings: Settings,
+    *,
+    after_copy: Callable[[ProductStore], None] | None = None,
+    force: bool = False,
 ) -> RebuildReport:
-    """Rebuild behind the alias of ``store`` (which keeps serving meanwhile) and swap.
+    """Rebuild behind the alias of ``store`` (which keeps serving meanwhile) and swap, when the gate lets it
+    (``force``: whatever the gate finds).
 
     ``after_copy`` is called with the new collection once the copy is done, before the catch-up. It exists
     for the tests: a write made there is certainly missing from the copy, so a test can check that the
@@ -161,9 +172,16 @@ def rebuild(
                 after_copy(target)
             caught = _catch_up(store, target, text, CATCH_UP_PASSES)
             _smoke(target)
+            verdict = gate(store, target, text, settings, force=force)
         except Exception:
             store.drop(new)
             raise
+        if not verdict.swap:
+            # Refused: the live collection never stopped serving nor taking writes; only the copy goes.
+            store.drop(new)
+            save_report(settings, verdict.report, "live")
+            log.warning("rebuild: %s refused by the gate (%s), %s serves on", new, verdict.report["falls"], previous)
+            return RebuildReport(previous, previous, store.count(), caught, text.version, [new], False, verdict.report)
         classifier = _train_classifier(target, settings)
         record_text_model(settings, new, staged.name)  # before the swap: see niteru.model_sync
         with store.exclusive():  # the last catch-up and the swap: no write of this process between them
@@ -188,8 +206,10 @@ def rebuild(
         dropped = [v for v in store.versions() if v not in (previous, new)]
         for v in dropped:
             store.drop(v)
+        if verdict.report:
+            save_report(settings, verdict.report, "new")
         log.info("rebuild: %s -> %s (%d products, %d caught up)", previous, new, len(points), caught)
-        return RebuildReport(previous, new, target.count(), caught, text.version, dropped)
+        return RebuildReport(previous, new, target.count(), caught, text.version, dropped, True, verdict.report)
 
 
 def _catch_up(live: ProductStore, target: ProductStore, text: TextEmbedder, passes: int) -> int:

@@ -268,6 +268,20 @@ class Settings(BaseSettings):
         ge=60,
         description="Seconds the Redis rebuild lock lives without being renewed (a crashed host frees it).",
     )
+    rebuild_gate_sample: int = Field(
+        300,
+        ge=0,
+        description="Products (stratified by category, fixed by the seed) on which the rebuild measures the new "
+        "collection and the live one before it swaps (see docs/retrieval.md); 0: no gate, the rebuild always swaps.",
+    )
+    rebuild_gate_tolerance: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="The rebuild swaps only when none of precision@10, variant recall@1, colour and brand "
+        "consistency falls by more than this (absolute, 0.01 = one point); `niteru rebuild --force` overrides.",
+    )
+    rebuild_gate_seed: int = Field(0, description="Seed of the gate's sample and of its products' re-listed variants.")
     models_refresh_seconds: float = Field(
         5.0,
         ge=0,

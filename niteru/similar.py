@@ -91,21 +91,62 @@ def _similar(
     if point is None:
         raise UnknownProductError(product_id)
     product = point.product
+    query = QueryProduct(point.vectors, product.category, product.shop_id, product.category_estimated)
+    return _similar_to(store, query, product_id, (product_id,), settings, options, estimate)
+
+
+@dataclass(frozen=True)
+class QueryProduct:
+    """What a similar-products query starts from: a product's vectors and the fields routing and the shop
+    options read. A stored product's, or one that is not stored (``similar_to_vectors``)."""
+
+    vectors: Mapping[str, np.ndarray]
+    category: str = ""
+    shop_id: str = ""
+    category_estimated: bool = False
+
+
+def similar_to_vectors(
+    store: ProductStore,
+    query: QueryProduct,
+    settings: Settings,
+    options: SimilarOptions,
+    estimate: Estimator | None = None,
+    *,
+    label: str = "",
+) -> SimilarResult:
+    """The ``k`` nearest products to a product that is not stored (routed like a stored one): the look-alike
+    measures query with a re-listed variant without inserting it. ``label`` names it in the result."""
+    try:
+        return _similar_to(store, query, label, (), settings, options, estimate)
+    except StoreSchemaError:  # the alias moved between the caller's embedding and the search: see above
+        return _similar_to(store, query, label, (), settings, options, estimate)
+
+
+def _similar_to(
+    store: ProductStore,
+    product: QueryProduct,
+    label: str,
+    exclude: tuple[str, ...],
+    settings: Settings,
+    options: SimilarOptions,
+    estimate: Estimator | None,
+) -> SimilarResult:
     estimates: list[tuple[str, float]] = []
     estimated = product.category_estimated or options.estimate_category
     if options.mode is Mode.auto and estimated and estimate is not None:
-        estimates = estimate(point.vectors.get("image"), point.vectors.get("text"))
+        estimates = estimate(product.vectors.get("image"), product.vectors.get("text"))
     taken = route(options.mode, settings, category=product.category, category_estimated=estimated, estimates=estimates)
     f = options.filter
     search_filter = replace(
         f,
         exclude_shop_id=product.shop_id if options.exclude_same_shop else f.exclude_shop_id,
-        exclude_product_ids=(product_id, *f.exclude_product_ids),
+        exclude_product_ids=(*exclude, *f.exclude_product_ids),
     )
-    vectors = {n: v for n, v in point.vectors.items() if taken.weights.get(n, 0.0) > 0}
+    vectors = {n: v for n, v in product.vectors.items() if taken.weights.get(n, 0.0) > 0}
     query = _Query(vectors, taken.weights, search_filter, options.fusion or settings.fusion, options.diversity)
     hits, asked = _search_capped(store, query, options)
-    result = SimilarResult(product_id, taken, query.fusion, hits)
+    result = SimilarResult(label, taken, query.fusion, hits)
     if options.explain:
         result.explanations = explain(store, query, asked, hits, settings.rrf_k)
     return result

@@ -45,7 +45,8 @@ def test_writes_of_another_process_around_the_swap_reach_the_live_collection(
 ) -> None:
     data = tmp_path / "data"
     shutil.copytree(ingested.settings.data_dir, data)
-    base = {**ingested.settings.model_dump(), "data_dir": data}
+    # No gate (tests/test_rebuild_gate.py): this test is about writes around the swap, and must swap.
+    base = {**ingested.settings.model_dump(), "data_dir": data, "rebuild_gate_sample": 0}
     settings = Settings(**{**base, "store_engine": "qdrant"})
     with open_store(Settings(**base)) as source, open_store(settings) as store:
         migrate(source, store)

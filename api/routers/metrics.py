@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ALWAYS
+from niteru.gate import serving_figures
 from niteru.metrics import get_metrics, read_queue_length
 from niteru.settings import Settings
 
@@ -23,5 +24,12 @@ async def metrics(request: Request) -> Response:
     length = await run_in_threadpool(
         read_queue_length, settings.celery_broker_url, settings.celery_queue, settings.metrics_broker_timeout
     )
-    get_metrics().queue_length.labels(settings.celery_queue).set(length)
+    metrics = get_metrics()
+    metrics.queue_length.labels(settings.celery_queue).set(length)
+    # The gate's report of the last rebuild, read at scrape time: the rebuild may run in another process.
+    figures = await run_in_threadpool(serving_figures, settings)
+    metrics.relevance.clear()  # a category gone from the sample must not keep its old figure
+    for category, measures in figures.items():
+        for name, value in measures.items():
+            metrics.relevance.labels(name, category).set(value)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,124 @@
+"""The rebuild's gate with the real models, on a copy of the ingested slice.
+
+A rebuild made worse on purpose (the ``after_copy`` hook shuffles the vectors of the new collection
+between its products: same payloads, so the catch-up leaves them be) must be refused: the alias stays,
+the new collection goes, a write made during the rebuild is in the live collection, the report is kept and
+``/metrics`` shows the live figures. ``force`` swaps it anyway. A normal rebuild swaps, and ``niteru
+rebuild`` prints the report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from api.app import create_app
+from cli.main import app as cli
+from niteru.gate import report_path
+from niteru.rebuild import rebuild
+from niteru.settings import Settings, get_settings
+from niteru.store import ProductPoint, ProductStore, open_store
+from tests.store_fixtures import Ingested
+
+pytestmark = [pytest.mark.weights, pytest.mark.catalog, pytest.mark.slow]
+
+
+def copy_of(ingested: Ingested, tmp_path: Path) -> Settings:
+    data = tmp_path / "data"
+    shutil.copytree(ingested.settings.data_dir, data)
+    return Settings(**{**ingested.settings.model_dump(), "data_dir": data})
+
+
+def worsen(store: ProductStore, written: list[str]) -> Callable[[ProductStore], None]:
+    """The ``after_copy`` hook: shuffle the new collection's vectors between its products, and write a
+    product through the live store meanwhile (its id goes to ``written``)."""
+
+    def hook(copy: ProductStore) -> None:
+        points = [p for batch in copy.scroll(with_vectors=True) for p in batch]
+        order = np.random.default_rng(0).permutation(len(points))
+        copy.upsert([ProductPoint(p.product, points[j].vectors) for p, j in zip(points, order, strict=True)])
+        source = store.get(points[0].product.product_id, with_vectors=True)  # the live model's vectors
+        assert source is not None
+        late = source.product.model_copy(update={"product_id": "written-during-a-refused-rebuild"})
+        store.upsert([ProductPoint(late, source.vectors)])
+        written.append(late.product_id)
+
+    return hook
+
+
+def test_a_worse_rebuild_is_refused_and_the_live_collection_serves_on(ingested: Ingested, tmp_path: Path) -> None:
+    settings = copy_of(ingested, tmp_path)
+    written: list[str] = []
+    with open_store(settings) as store:
+        before, versions = store.current_version(), store.versions()
+        report = rebuild(store, settings, after_copy=worsen(store, written))
+        assert not report.swapped and report.gate["decision"] == "refuse"
+        assert {"p10", "variant_r1"} <= set(report.gate["falls"])
+        assert store.current_version() == before == report.current
+        assert store.versions() == versions and report.dropped[0] not in store.versions()  # the copy is gone
+        assert store.get(written[0]) is not None  # the write made meanwhile is served
+    kept = json.loads(report_path(settings).read_text())
+    assert kept["serving"] == "live" and kept["decision"] == "refuse"
+    live = kept["live"]["measures"]["all"]
+    assert live["p10"] > kept["new"]["measures"]["all"]["p10"] + settings.rebuild_gate_tolerance
+
+    with TestClient(create_app(settings, embedders=ingested.embedders)) as client:
+        text = client.get("/metrics").text
+    shown = {
+        (s.labels["measure"], s.labels["category"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "niteru_relevance"
+    }
+    assert shown[("p10", "all")] == pytest.approx(live["p10"])
+    assert shown[("variant_r1", "all")] == pytest.approx(live["variant_r1"])
+
+
+def test_force_swaps_a_worse_rebuild_and_says_so(ingested: Ingested, tmp_path: Path) -> None:
+    settings = copy_of(ingested, tmp_path)
+    with open_store(settings) as store:
+        before = store.current_version()
+        report = rebuild(store, settings, after_copy=worsen(store, []), force=True)
+        assert report.swapped and report.gate["decision"] == "forced" and report.gate["falls"]
+        assert store.current_version() == report.current != before
+    assert json.loads(report_path(settings).read_text())["serving"] == "new"
+
+
+def test_a_normal_rebuild_swaps_and_the_command_prints_the_report(
+    ingested: Ingested, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rebuilds in a row: the second retrains the text model on the same texts (one thread, seeded: the
+    same model), so nothing can fall and it must swap; run through ``niteru rebuild``."""
+    settings = copy_of(ingested, tmp_path)
+    with open_store(settings) as store:
+        first = rebuild(store, settings, force=True)
+    env = {
+        "NITERU_DATA_DIR": str(settings.data_dir),
+        "NITERU_CATALOG_DIR": str(settings.catalog_dir),
+        "NITERU_TEXT_THREADS": "1",
+        "NITERU_STORE_BATCH_SIZE": str(settings.store_batch_size),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["rebuild"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    kept = json.loads(report_path(settings).read_text())
+    assert kept["decision"] == "swap" and kept["falls"] == {} and kept["serving"] == "new"
+    assert kept["live"]["collection"] == first.current and kept["new"]["collection"] != first.current
+    assert kept["live"]["measures"]["all"]["p10"] == kept["new"]["measures"]["all"]["p10"]
+    printed = result.output[result.output.index("gate: ") :]  # after the progress bars (stderr, mixed in)
+    assert printed.startswith("gate: swap on 48 products") and f"-> {kept['new']['collection']}" in printed
+    for name in ("p10", "variant_r1", "colour", "brand"):
+        assert f"\n  {name} " in printed
