@@ -4,8 +4,9 @@ Between its build and its swap the rebuild (``niteru.rebuild``) measures both co
 fixed sample (``niteru.evaluation``: precision@10, variant recall@1 and @10, colour and brand consistency,
 routed as users get them, ``mode=auto``). Each collection is queried with its own text model: the live one
 with the current model, the new one with the model the rebuild trained. The swap is refused when one of
-``GATED`` falls by more than ``rebuild_gate_tolerance`` (absolute); ``force`` swaps anyway (the report
-says so).
+``GATED`` falls by more than ``rebuild_gate_tolerance`` (absolute) and the fall is more than the noise
+of the sample (``gate_stats``: a paired bootstrap puts it above zero with 95 % confidence); ``force``
+swaps anyway (the report says so).
 
 The report (``report_path``: one JSON file in the data folder, replaced atomically) keeps both sets of
 figures; ``niteru rebuild`` prints it and ``/metrics`` exposes the figures of the collection that serves.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,14 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 from niteru.embedders import Embedders
 from niteru.evaluation import (
-    Measures,
+    QueryOutcome,
     embed_variants,
     evaluate,
     fixed_sample,
     make_variants,
+    measures,
     reembed_variants,
     summarise,
 )
+from niteru.gate_stats import fall_lower_bound
 from niteru.routing import Mode
 from niteru.settings import Settings
 from niteru.store import ProductStore
@@ -55,16 +59,23 @@ def report_path(settings: Settings) -> Path:
     return settings.data_dir / "reports" / REPORT_FILE
 
 
-def falls(live: Measures, new: Measures, tolerance: float) -> dict[str, float]:
-    """The gated measures that fall by more than ``tolerance`` from ``live`` to ``new``, and by how much. A
-    measure neither side could measure (no query named a colour...) cannot fall."""
-    out = {}
+def falls(
+    live: Sequence[QueryOutcome], new: Sequence[QueryOutcome], tolerance: float, seed: int = 0
+) -> tuple[dict[str, float], dict[str, float | None]]:
+    """The gated measures that fall by more than ``tolerance`` from ``live`` to ``new`` beyond the sample's
+    noise, and by how much; and every gated measure's bound (``gate_stats.fall_lower_bound``). A measure
+    neither side could measure (no query named a colour...) cannot fall."""
+    before_all, after_all = measures(live), measures(new)
+    out, bounds = {}, {}
     for name in GATED:
-        before, after = getattr(live, name), getattr(new, name)
+        before, after = getattr(before_all, name), getattr(after_all, name)
+        if before is None or after is None:
+            continue
+        bounds[name] = bound = fall_lower_bound(live, new, name, seed=seed)
         # Rounded first: a fall of exactly the tolerance (0.30 - 0.29 in floating point) is within it.
-        if before is not None and after is not None and round(before - after, 9) > tolerance:
+        if round(before - after, 9) > tolerance and bound is not None and bound > 0:
             out[name] = before - after
-    return out
+    return out, bounds
 
 
 def gate(
@@ -111,7 +122,8 @@ def gate(
     # The same queries on both sides: a product deleted or refused on one side only is left out of both.
     common = set.intersection(*({o.product_id for o in found} for found in outcomes.values()))
     summaries = {side: summarise([o for o in found if o.product_id in common]) for side, found in outcomes.items()}
-    fell = falls(summaries["live"]["all"], summaries["new"]["all"], settings.rebuild_gate_tolerance)
+    paired = {side: [o for o in found if o.product_id in common] for side, found in outcomes.items()}
+    fell, bounds = falls(paired["live"], paired["new"], settings.rebuild_gate_tolerance, settings.rebuild_gate_seed)
     for side, (store, text) in sides.items():
         report[side] = {
             "collection": store.collection,
@@ -123,6 +135,7 @@ def gate(
         decision="forced" if fell and force else "swap" if swap else "refuse",
         sample=len(common),
         falls=fell,
+        fall_lower_bounds=bounds,  # 95 % paired-bootstrap lower bound of each measure's fall
         seconds=round(time.perf_counter() - started, 1),
     )
     log.info(

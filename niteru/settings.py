@@ -275,11 +275,12 @@ class Settings(BaseSettings):
         "collection and the live one before it swaps (see docs/retrieval.md); 0: no gate, the rebuild always swaps.",
     )
     rebuild_gate_tolerance: float = Field(
-        0.01,
+        0.02,
         ge=0,
         le=1,
         description="The rebuild swaps only when none of precision@10, variant recall@1, colour and brand "
-        "consistency falls by more than this (absolute, 0.01 = one point); `niteru rebuild --force` overrides.",
+        "consistency falls by more than this (absolute, 0.02 = two points) beyond the sample's noise (a paired "
+        "bootstrap, docs/retrieval.md); `niteru rebuild --force` overrides.",
     )
     rebuild_gate_seed: int = Field(0, description="Seed of the gate's sample and of its products' re-listed variants.")
     models_refresh_seconds: float = Field(
