@@ -124,7 +124,7 @@ def rebuild() -> None:
         raise typer.Exit(1) from exc
     typer.echo(
         f"{report.previous} -> {report.current}: {report.products} products, {report.caught_up} caught up, "
-        f"text model {report.text_model}; dropped {report.dropped or 'none'}"
+        f"text model {report.text_model}; routing {report.routing or 'not fitted'}; dropped {report.dropped or 'none'}"
     )
 
 

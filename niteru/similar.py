@@ -13,6 +13,7 @@ import numpy as np
 
 from niteru.categorize import Estimator
 from niteru.fusion import RULES, Fusion, Share
+from niteru.route_table import RouteTable
 from niteru.routing import Mode, Route, route
 from niteru.settings import Settings
 from niteru.store import Hit, ProductStore, SearchFilter, StoreSchemaError
@@ -67,14 +68,16 @@ def similar_products(
     settings: Settings,
     options: SimilarOptions,
     estimate: Estimator | None = None,
+    fitted: RouteTable | None = None,
 ) -> SimilarResult:
-    """The ``k`` nearest other products; the query product itself is never among them."""
+    """The ``k`` nearest other products; the query product itself is never among them. ``fitted``: the
+    live collection's fitted routing table (``niteru.route_table``), None before any fit."""
     try:
-        return _similar(store, product_id, settings, options, estimate)
+        return _similar(store, product_id, settings, options, estimate, fitted)
     except StoreSchemaError:
         # The alias moved between reading the product and searching: a rebuild swapped in a collection
         # whose text vectors have another size. Once more, now wholly in the new collection.
-        return _similar(store, product_id, settings, options, estimate)
+        return _similar(store, product_id, settings, options, estimate, fitted)
 
 
 def _similar(
@@ -83,6 +86,7 @@ def _similar(
     settings: Settings,
     options: SimilarOptions,
     estimate: Estimator | None,
+    fitted: RouteTable | None,
 ) -> SimilarResult:
     point = store.get(product_id, with_vectors=True)
     if point is None:
@@ -92,7 +96,14 @@ def _similar(
     estimated = product.category_estimated or options.estimate_category
     if options.mode is Mode.auto and estimated and estimate is not None:
         estimates = estimate(point.vectors.get("image"), point.vectors.get("text"))
-    taken = route(options.mode, settings, category=product.category, category_estimated=estimated, estimates=estimates)
+    taken = route(
+        options.mode,
+        settings,
+        category=product.category,
+        category_estimated=estimated,
+        estimates=estimates,
+        fitted=fitted,
+    )
     f = options.filter
     search_filter = replace(
         f,
@@ -100,7 +111,8 @@ def _similar(
         exclude_product_ids=(product_id, *f.exclude_product_ids),
     )
     vectors = {n: v for n, v in point.vectors.items() if taken.weights.get(n, 0.0) > 0}
-    query = _Query(vectors, taken.weights, search_filter, options.fusion or settings.fusion)
+    # The request's fusion, else the fitted row's, else the setting's.
+    query = _Query(vectors, taken.weights, search_filter, options.fusion or taken.fusion or settings.fusion)
     hits, asked = _search_capped(store, query, options)
     result = SimilarResult(product_id, taken, query.fusion, hits)
     if options.explain:

@@ -19,6 +19,7 @@ from niteru.embedders import ProductInput, embed_products
 from niteru.model_sync import ModelSync
 from niteru.products import ProductFields, now_version
 from niteru.rebuild import RebuildError, RebuildReport, rebuild, rebuild_lock, rollback
+from niteru.route_table import load_route_table
 from niteru.settings import Settings
 from niteru.similar import SimilarOptions, similar_products
 from niteru.store import ProductPoint, ProductStore, open_store
@@ -114,6 +115,10 @@ def test_rebuild_swaps_while_queries_continue_and_keeps_writes_made_meanwhile(
         assert reloaded.text is not None and reloaded.text.version == report.text_model
         assert reloaded.text.version != ingested.embedders.text.version
         assert sync.check(store, reloaded.text.version, force=True) is None  # nothing new since
+        # and the routing table the rebuild fitted on the new collection, saved with it
+        fitted = load_route_table(settings, report.current)
+        assert report.routing is not None and fitted is not None and fitted.version == report.routing
+        assert reloaded.routing == fitted and fitted.info["products"] == count
 
         with rebuild_lock(settings), pytest.raises(RebuildError, match="another rebuild"):
             rebuild(store, settings)
