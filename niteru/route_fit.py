@@ -111,13 +111,12 @@ def grid(n: int, step: float) -> list[tuple[float, ...]]:
 
 def validation_queries(data: FitData, settings: Settings) -> np.ndarray:
     rng = np.random.default_rng(settings.route_fit_seed)
+    by_category: dict[str, list[int]] = {}
+    for i, (pid, category) in enumerate(zip(data.product_ids, data.categories, strict=True)):
+        if data.queryable[i] and in_validation(pid, settings):
+            by_category.setdefault(category, []).append(i)
     chosen: list[int] = []
-    for category in sorted(set(data.categories)):
-        rows = [
-            i
-            for i, (pid, c) in enumerate(zip(data.product_ids, data.categories, strict=True))
-            if c == category and data.queryable[i] and in_validation(pid, settings)
-        ]
+    for _, rows in sorted(by_category.items()):
         if len(rows) > settings.route_fit_max_queries:
             rows = sorted(rng.choice(rows, settings.route_fit_max_queries, replace=False).tolist())
         chosen += rows
