@@ -43,7 +43,7 @@ from niteru.categorize import CategoryTrainingError, category_dir, fit_from_stor
 from niteru.model_config import text_config
 from niteru.model_sync import record_text_model, recorded_text_models
 from niteru.products import ProductFields, content_hash
-from niteru.route_table import save_route_table
+from niteru.route_table import drop_route_table, save_route_table
 from niteru.settings import Settings
 from niteru.store import ProductPoint, ProductStore, SearchFilter
 
@@ -192,6 +192,7 @@ def rebuild(
         dropped = [v for v in store.versions() if v not in (previous, new)]
         for v in dropped:
             store.drop(v)
+            drop_route_table(settings, v)
         log.info("rebuild: %s -> %s (%d products, %d caught up)", previous, new, len(points), caught)
         return RebuildReport(previous, new, target.count(), caught, text.version, dropped, routing)
 

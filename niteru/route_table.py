@@ -101,6 +101,11 @@ def save_route_table(settings: Settings, table: RouteTable) -> Path:
     return path
 
 
+def drop_route_table(settings: Settings, collection: str) -> None:
+    """With its collection: the rebuild drops both (a table is small, but one a day adds up)."""
+    table_path(settings, collection).unlink(missing_ok=True)
+
+
 def load_route_table(settings: Settings, collection: str | None) -> RouteTable | None:
     """The table fitted on ``collection``; None when there is none (never fitted, or unreadable: routing
     then uses the default table, and says so in every route)."""

@@ -22,7 +22,7 @@ from niteru.fusion import Fusion
 from niteru.products import Product, utc_now
 from niteru.route_fit import Choice, FitData, fit_routes, grid, held_out_choice, in_validation
 from niteru.route_lists import candidate_lists, fused
-from niteru.route_table import load_route_table, save_route_table
+from niteru.route_table import drop_route_table, load_route_table, save_route_table
 from niteru.routing import DEFAULT_WEIGHTS, Mode, route
 from niteru.settings import Settings
 from niteru.store import ProductPoint, ProductStore, SearchFilter, open_store
@@ -162,6 +162,7 @@ def test_the_table_round_trips_and_routes_auto_queries(store: ProductStore, sett
     loaded = load_route_table(settings, store.current_version())
     assert loaded == table
     assert load_route_table(settings, "products-v999") is None
+    drop_route_table(settings, "products-v999")  # none there: nothing happens
     looks = route(Mode.auto, settings, category="looks", fitted=loaded)
     assert (looks.table, looks.table_version, looks.basis) == ("fitted", table.version, "fitted")
     assert looks.weights == table.rows["looks"].weights and looks.fusion is table.rows["looks"].fusion
@@ -177,6 +178,8 @@ def test_the_table_round_trips_and_routes_auto_queries(store: ProductStore, sett
     expect = {n: (table.rows["looks"].weights[n] + table.rows["words"].weights[n]) / 2 for n in DIMS}
     assert mixed.weights == pytest.approx(expect) and mixed.table == "fitted"
     assert route(Mode.hybrid, settings, category="looks", fitted=loaded).table is None
+    drop_route_table(settings, store.current_version())
+    assert load_route_table(settings, store.current_version()) is None
 
 
 def test_the_override_setting_wins_and_without_a_fit_the_default_table_routes(
