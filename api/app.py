@@ -94,8 +94,11 @@ def load_services(settings: Settings, embedders: Embedders | None = None) -> Ser
             services.store = None
     if services.store is not None and "store" not in services.problems:
         from niteru.model_sync import ModelSync
+        from niteru.route_table import load_route_table
 
-        services.sync = ModelSync(settings, services.store.current_version())
+        live = services.store.current_version()
+        services.sync = ModelSync(settings, live)
+        services.models = replace(services.models, routing=load_route_table(settings, live))
     for part, problem in services.problems.items():
         log.warning("%s unavailable: %s", part, problem)
     return services

@@ -151,6 +151,15 @@ class RouteOut(BaseModel):
     probability: float | None
     weights: dict[str, float] = Field(description="Weight of each vector (0: not asked).")
     estimates: list[CategoryEstimate] = Field(default_factory=list)
+    table: str | None = Field(
+        description="mode=auto: where the weights came from: fitted (the table the last rebuild fitted), "
+        "override (the route_weights setting) or default (the hand-written table, before any fit); null for "
+        "a fixed mode."
+    )
+    table_version: str | None = Field(description="The fitted table's version (collection@time of the fit).")
+    basis: str | None = Field(
+        description="A fitted row: 'fitted' (the category's own fit) or why it is the global fitted row."
+    )
 
     @classmethod
     def of(cls, route: Route) -> RouteOut:
@@ -161,6 +170,9 @@ class RouteOut(BaseModel):
             probability=route.probability,
             weights=route.weights,
             estimates=[CategoryEstimate(category=c, probability=p) for c, p in route.estimates],
+            table=route.table,
+            table_version=route.table_version,
+            basis=route.basis,
         )
 
 

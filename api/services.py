@@ -21,6 +21,7 @@ from niteru.categorize import Estimator, estimate, estimator_of
 from niteru.embedders import Embedders
 from niteru.products import Product, ProductFields
 from niteru.refusals import Refusal
+from niteru.route_table import RouteTable
 from niteru.settings import Settings
 from niteru.similar import SimilarOptions, SimilarResult, UnknownProductError, similar_products
 from niteru.store import Hit, ProductStore, SearchFilter
@@ -46,6 +47,7 @@ class Models:
     image: MobileNetEmbedder | None = None
     text: TextEmbedder | None = None
     category: CategoryModel | None = None
+    routing: RouteTable | None = None  # the live collection's fitted routing table (niteru.route_table)
 
 
 @dataclass
@@ -127,7 +129,13 @@ class Services:
             assert m.text is not None
             reloaded = self.sync.check(self.store, m.text.version, force)
             if reloaded is not None:
-                self.models = replace(m, text=reloaded.text or m.text, category=reloaded.category or m.category)
+                # The routing table belongs to the collection: the new one's, or none if it has none.
+                self.models = replace(
+                    m,
+                    text=reloaded.text or m.text,
+                    category=reloaded.category or m.category,
+                    routing=reloaded.routing,
+                )
 
     def check_k(self, k: int) -> None:
         if not 1 <= k <= self.settings.api_max_k:
@@ -176,7 +184,9 @@ class Services:
     def similar(self, product_id: str, options: SimilarOptions) -> SimilarResult:
         self.check_k(options.k)
         with timed("store", "similar"):
-            return similar_products(self.need_store(), product_id, self.settings, options, self.estimator())
+            m = self.models
+            estimator = estimator_of(m.category)
+            return similar_products(self.need_store(), product_id, self.settings, options, estimator, m.routing)
 
     def categorize(
         self, text: str | None, image: bytes | None, product_id: str | None

@@ -4,11 +4,14 @@
    ``NITERU_DATA_DIR=data/full niteru ingest``).
 2. Split the products 80/20 by category (seeded). The category classifier is trained on the 80% and its
    accuracy is measured on the 20%, per category and per feature set (image, text, both).
-3. Queries: a fixed stratified sample (``--queries``, default 2,000) of the 20%, every category present.
+3. Queries: a fixed stratified sample (``--queries``, default 2,000) of the 20%, every category present,
+   taken from the products outside the routing fit's validation split (``--split outside``, the honest
+   hold-out) or inside it (``--split inside``: what the fit saw, to measure how much that matters).
    Each query runs through ``similar_products``, the function behind ``GET /v1/products/{id}/similar``,
    against the whole store (leave-one-out: the query itself is never a result) in each configuration:
-   image only, text only, fixed 50/50 hybrid, routed by the shop's category, routed by the estimated
-   category (the classifier trained on the 80%), and routed under each fusion rule.
+   image only, text only, fixed 50/50 hybrid, routed by the table the last rebuild fitted (its fusion
+   per category), routed by the hand-written table of issue 5 (``DEFAULT_WEIGHTS`` as the override
+   setting), and routed by the estimated category (the classifier trained on the 80%, the fitted table).
 4. precision@10 = share of the 10 results in the query's subcategory; nDCG@10 with binary relevance (same
    subcategory), the ideal being min(10, other products of that subcategory) relevant results first.
 5. The look-alike measures of ``niteru.evaluation`` (the rebuild's gate uses the same functions), in each
@@ -46,7 +49,9 @@ from niteru.embedders import load_embedders  # noqa: E402
 from niteru.evaluation import QueryOutcome, Variant, embed_variants, evaluate, make_variants, measures  # noqa: E402
 from niteru.fetch import read_image_path  # noqa: E402
 from niteru.fusion import Fusion  # noqa: E402
-from niteru.routing import Mode  # noqa: E402
+from niteru.route_fit import in_validation  # noqa: E402
+from niteru.route_table import RouteTable, load_route_table  # noqa: E402
+from niteru.routing import DEFAULT_WEIGHTS, Mode  # noqa: E402
 from niteru.settings import get_settings  # noqa: E402
 from niteru.similar import SimilarOptions  # noqa: E402
 from niteru.store import ProductPoint, open_store  # noqa: E402
@@ -61,17 +66,18 @@ class Config:
     mode: Mode
     fusion: Fusion | None = None
     estimate_category: bool = False
+    hand_table: bool = False  # route by DEFAULT_WEIGHTS (as the override setting), not the fitted table
 
 
-def configs(default: Fusion) -> list[Config]:
-    others = [f for f in Fusion if f is not default]
+def configs(default: Fusion, fitted: RouteTable | None) -> list[Config]:
+    routed = "fitted" if fitted is not None else f"default table, {default.value}"
     return [
         Config("image only", Mode.image),
         Config("text only", Mode.text),
         Config(f"hybrid 50/50 ({default.value})", Mode.hybrid, default),
-        Config(f"routed ({default.value})", Mode.auto, default),
-        Config(f"routed, estimated category ({default.value})", Mode.auto, default, True),
-        *[Config(f"routed ({f.value})", Mode.auto, f) for f in others],
+        Config(f"routed ({routed})", Mode.auto),
+        Config(f"routed (hand table, {default.value})", Mode.auto, default, hand_table=True),
+        Config(f"routed, estimated category ({routed})", Mode.auto, None, True),
     ]
 
 
@@ -151,14 +157,17 @@ def run(
     cfg: Config,
     model: Any,
     sub_counts: Counter[str],
+    fitted: RouteTable | None,
 ) -> dict[str, Any]:
     """Every measure of every query in one configuration, through ``niteru.evaluation.evaluate`` (which
     calls ``similar_products`` and, for the variant, ``similar_to_vectors``)."""
     estimator = (lambda image, text: estimate(model, image, text)) if model is not None else None
+    if cfg.hand_table:
+        settings, fitted = settings.model_copy(update={"route_weights": DEFAULT_WEIGHTS}), None
     opts = SimilarOptions(k=K, mode=cfg.mode, fusion=cfg.fusion, estimate_category=cfg.estimate_category)
     subs = {v.original.product_id: v.original.subcategory for v in variants}
     started = time.perf_counter()
-    outcomes = evaluate(store, settings, variants, embedded, options=opts, estimate=estimator)
+    outcomes = evaluate(store, settings, variants, embedded, options=opts, estimate=estimator, fitted=fitted)
     elapsed = time.perf_counter() - started
     per_query = [
         {
@@ -204,15 +213,24 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "relevance")
+    parser.add_argument(
+        "--split",
+        choices=("outside", "inside"),
+        default="outside",
+        help="queries from outside the routing fit's validation split (default) or inside it",
+    )
     args = parser.parse_args()
     settings = get_settings()
     store = open_store(settings)
     try:
+        fitted = load_route_table(settings, store.current_version())
         points = [p for batch in store.scroll(batch_size=512) for p in batch]
         points = [p for p in points if len(p.vectors) == 2 and not p.product.category_estimated]
         train, test = split(points, args.seed)
         model, accuracy = classifier_accuracy(train, test, args.seed)
-        queries = sample_queries(test, args.queries, args.seed)
+        inside = args.split == "inside"
+        pool = [p for p in test if in_validation(p.product.product_id, settings) == inside]
+        queries = sample_queries(pool, args.queries, args.seed)
         sub_counts = Counter(p.product.subcategory for p in points)
         # The variants: made once (seeded), embedded once by the store's own models, queried in every config.
         variants = make_variants([q.product for q in queries], lambda ref: read_image_path(ref, settings), args.seed)
@@ -220,15 +238,41 @@ def main() -> None:
             sys.exit(f"{len(queries) - len(variants)} query images unreadable: is NITERU_CATALOG_DIR the catalog?")
         embedded = embed_variants(variants, load_embedders(settings))
         runs = [
-            run(store, settings, variants, embedded, cfg, model, sub_counts)
-            for cfg in tqdm(configs(settings.fusion), desc="configs")
+            run(store, settings, variants, embedded, cfg, model, sub_counts, fitted)
+            for cfg in tqdm(configs(settings.fusion, fitted), desc="configs")
         ]
     finally:
         store.close()
     summaries = [summarise(r) for r in runs]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, load average {load}"
-    write_report(args.out, machine, len(points), queries, accuracy, summaries, runs)
+    notes = [f"Queries from {args.split} the routing fit's validation split.", "", *fitted_table(fitted)]
+    write_report(args.out, machine, len(points), queries, accuracy, summaries, runs, notes)
+
+
+def fitted_table(fitted: RouteTable | None) -> list[str]:
+    """The table the queries were routed by, with the fit's own figures (on its validation queries)."""
+    if fitted is None:
+        return ["No fitted routing table for this collection (run `niteru rebuild`): the default table routed.", ""]
+    names = list(fitted.global_row.weights)
+    head = "| category | basis | " + " | ".join(names) + " | fusion | val. queries | p@10 | global | "
+    head += " | ".join(f"{n} only" for n in names) + " |"
+    lines = [
+        f"Fitted routing table {fitted.version} (objective {fitted.objective}; {fitted.info.get('search', '')}; "
+        f"fit {fitted.info.get('fit_s')} s, of which search {fitted.info.get('search_s')} s; "
+        f"{fitted.info.get('validation_queries')} validation queries, {fitted.info.get('grid')} routes):",
+        "",
+        head,
+        "|---|---|" + "---:|" * len(names) + "---|---:|---:|---:|" + "---:|" * len(names),
+    ]
+    for category, row in [*sorted(fitted.rows.items()), ("(global)", fitted.global_row)]:
+        cells = [f"{row.weights[n]:.1f}" for n in names]
+        singles = [f"{100 * row.single.get(n, 0):.1f}" for n in names]
+        lines.append(
+            f"| {category} | {row.basis} | " + " | ".join(cells) + f" | {row.fusion.value} | {row.queries} | "
+            f"{100 * (row.score or 0):.1f} | {100 * (row.global_score or 0):.1f} | " + " | ".join(singles) + " |"
+        )
+    return [*lines, ""]
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ def write_report(
     accuracy: dict[str, Any],
     summaries: list[dict[str, Any]],
     runs: list[dict[str, Any]],
+    notes: list[str] | None = None,
 ) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     titles = {q.product.product_id: (q.product.title, q.product.subcategory) for q in queries}
@@ -131,6 +132,7 @@ def write_report(
         f"Machine: {machine}. Store: {n_products} products; {len(queries)} leave-one-out queries from the held-out "
         "20% (stratified by category); precision@10 (%) = share of the 10 results in the query's subcategory.",
         "",
+        *(notes or []),
         *relevance_table(summaries),
         "",
         *target_check(summaries),

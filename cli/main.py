@@ -135,7 +135,7 @@ def rebuild(
         raise typer.Exit(3)
     typer.echo(
         f"{report.previous} -> {report.current}: {report.products} products, {report.caught_up} caught up, "
-        f"text model {report.text_model}; dropped {report.dropped or 'none'}"
+        f"text model {report.text_model}; routing {report.routing or 'not fitted'}; dropped {report.dropped or 'none'}"
     )
 
 

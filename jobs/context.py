@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from niteru.categorize import estimator_of
 from niteru.embedders import Embedders, load_embedders
 from niteru.model_sync import ModelSync, live_text_model
+from niteru.route_table import RouteTable, load_route_table
 from niteru.settings import Settings
 from niteru.store import ProductStore, open_store
 from niteru.writes import ProductWriter
@@ -25,6 +26,9 @@ class JobContext:
     category: CategoryModel | None = None
     category_problem: str = "not trained"  # why there is no classifier, for the refusal's message
     sync: ModelSync | None = None
+    # The live collection's fitted routing table: no task queries similar products yet, but one that does
+    # must route like the API (niteru.route_table).
+    routing: RouteTable | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> JobContext:
@@ -36,7 +40,8 @@ class JobContext:
         # The live collection's text model, which CURRENT may not name after a crash (niteru.model_sync).
         embedders = Embedders(embedders.image, live_text_model(settings, store, embedders.text))
         store.ensure_collection(embedders.dims)
-        ctx = cls(settings, embedders, store, sync=ModelSync(settings, store.current_version()))
+        live = store.current_version()
+        ctx = cls(settings, embedders, store, sync=ModelSync(settings, live), routing=load_route_table(settings, live))
         try:
             ctx.category = load_current(settings)
         except CategoryModelMissingError as exc:
@@ -63,6 +68,7 @@ class JobContext:
                 self.embedders = Embedders(self.embedders.image, reloaded.text)
             if reloaded.category is not None:
                 self.category = reloaded.category
+            self.routing = reloaded.routing
 
     def close(self) -> None:
         self.store.close()

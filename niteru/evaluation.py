@@ -26,6 +26,7 @@ from niteru.embedders import Embedders, ProductInput, embed_products, reembed_te
 from niteru.lookalike import brand_of, colours, variant_fields, variant_image
 from niteru.products import Product, ProductFields
 from niteru.refusals import Refusal
+from niteru.route_table import RouteTable
 from niteru.routing import Mode
 from niteru.settings import Settings
 from niteru.similar import QueryProduct, SimilarOptions, UnknownProductError, similar_products, similar_to_vectors
@@ -129,9 +130,11 @@ def evaluate(
     *,
     options: SimilarOptions | None = None,
     estimate: Estimator | None = None,
+    fitted: RouteTable | None = None,
 ) -> list[QueryOutcome]:
     """The measures of each variant's original in ``store`` (which must hold it), in ``mode`` (or with
-    ``options``, k = ``K``; ``estimate``: the category classifier, for routes by an estimated category).
+    ``options``, k = ``K``; ``estimate``: the category classifier, for routes by an estimated category;
+    ``fitted``: the routing table fitted on ``store``'s collection, None: the default table).
     ``embedded``: ``embed_variants`` with the text model of ``store``'s collection."""
     options = replace(options or SimilarOptions(mode=mode), k=K)
     out = []
@@ -140,14 +143,15 @@ def evaluate(
         if (point := embedded.get(q.product_id)) is None:
             continue
         try:
-            result = similar_products(store, q.product_id, settings, options, estimate)
+            result = similar_products(store, q.product_id, settings, options, estimate, fitted)
         except UnknownProductError:  # deleted since the sample was taken (writes go on meanwhile)
             continue
         relevant = [h.product.subcategory == q.subcategory for h in result.hits]
         same = [h.product for h, r in zip(result.hits, relevant, strict=True) if r]
         wanted, brand = colours(q.title), brand_of(q.shop_id, q.title)
         query = QueryProduct(point.vectors, v.fields.category, v.fields.shop_id)
-        found = [h.product.product_id for h in similar_to_vectors(store, query, settings, options, estimate).hits]
+        answer = similar_to_vectors(store, query, settings, options, estimate, fitted)
+        found = [h.product.product_id for h in answer.hits]
         out.append(
             QueryOutcome(
                 q.product_id,

@@ -35,6 +35,7 @@ from niteru.evaluation import (
     summarise,
 )
 from niteru.gate_stats import fall_lower_bound
+from niteru.route_table import RouteTable, load_route_table
 from niteru.routing import Mode
 from niteru.settings import Settings
 from niteru.store import ProductStore
@@ -87,8 +88,10 @@ def gate(
     force: bool = False,
     image: MobileNetEmbedder | None = None,
     live_text: TextEmbedder | None = None,
+    new_routes: RouteTable | None = None,
 ) -> Verdict:
-    """Measure ``live`` (the alias) and ``new`` (a pinned view of the built collection) and decide.
+    """Measure ``live`` (the alias) and ``new`` (a pinned view of the built collection) and decide, each
+    routed by its own fitted table (``new_routes``: the one fitted on ``new``; None: the default table).
     ``image`` and ``live_text`` default to the service's models (the current text model)."""
     from niteru.fetch import read_image_path
 
@@ -118,16 +121,22 @@ def gate(
     sides = {"live": (live, live_text), "new": (new, new_text)}
     embedded = embed_variants(variants, Embedders(image, live_text))
     vectors = {"live": embedded, "new": reembed_variants(embedded, Embedders(image, new_text))}
-    outcomes = {side: evaluate(store, settings, variants, vectors[side]) for side, (store, _) in sides.items()}
+    routes = {"live": load_route_table(settings, live.current_version()), "new": new_routes}
+    outcomes = {
+        side: evaluate(store, settings, variants, vectors[side], fitted=routes[side])
+        for side, (store, _) in sides.items()
+    }
     # The same queries on both sides: a product deleted or refused on one side only is left out of both.
     common = set.intersection(*({o.product_id for o in found} for found in outcomes.values()))
     summaries = {side: summarise([o for o in found if o.product_id in common]) for side, found in outcomes.items()}
     paired = {side: [o for o in found if o.product_id in common] for side, found in outcomes.items()}
     fell, bounds = falls(paired["live"], paired["new"], settings.rebuild_gate_tolerance, settings.rebuild_gate_seed)
     for side, (store, text) in sides.items():
+        table = routes[side]
         report[side] = {
             "collection": store.collection,
             "text_model": text.version,
+            "routing": table.version if table is not None else "default",
             "measures": {c: m.as_dict() for c, m in summaries[side].items()},
         }
     swap = force or not fell

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from embedding.text.artifact import replace_durably
 from niteru.refusals import Refusal
+from niteru.route_table import RouteTable, load_route_table
 from niteru.settings import Settings
 from niteru.store.records import StoreUnavailableError
 
@@ -56,6 +57,7 @@ class Reloaded:
     collection: str
     text: TextEmbedder | None = None  # set when the text model changed
     category: CategoryModel | None = None  # set when the collection changed and a classifier exists
+    routing: RouteTable | None = None  # the new collection's fitted routing table (None: it has none)
 
 
 class ModelSync:
@@ -87,6 +89,7 @@ class ModelSync:
                 reloaded.text = load_text(self.settings, wanted)  # raises: the collection stays unseen
             if self.collection is not None:
                 reloaded.category = self._load_category()
+            reloaded.routing = load_route_table(self.settings, live)
             log.info("live collection %s -> %s; text model %s", self.collection, live, wanted or text_version)
             self.collection = live
             return reloaded

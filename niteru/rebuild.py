@@ -8,12 +8,13 @@ collection, check it, and swap the alias to it atomically; ``rollback`` swaps ba
    are re-read from the live collection and re-embedded, products deleted meanwhile are deleted;
    repeated until a pass finds nothing, the last pass and the swap under the store's lock (in one
    process nothing can slip in between);
-5. check (smoke queries answer; the gate, ``niteru.gate``: the new collection measures no worse than the
-   live one on a fixed sample, else it is dropped and the live one serves on, untouched; under the
-   store's lock, after the last catch-up, the same count as live),
+5. fit the routing table on the new collection and save it with it (``niteru.route_fit``);
+6. check (smoke queries answer; the gate, ``niteru.gate``: the new collection, routed by its fitted table,
+   measures no worse than the live one on a fixed sample, else it is dropped with its table and the live
+   one serves on, untouched; under the store's lock, after the last catch-up, the same count as live),
    swap the alias, make the new text model and classifier current, keep the previous collection for
    ``rollback`` and drop older ones;
-6. re-sync: other processes (workers on a Qdrant server) may still have written to the old collection
+7. re-sync: other processes (workers on a Qdrant server) may still have written to the old collection
    during the last catch-up and the swap. What they wrote there is carried over, unless the product was
    written in the new collection since the swap (that write is later). A write landing in the old
    collection after this re-sync is made again by its writer, which reads the alias after every write
@@ -46,6 +47,7 @@ from niteru.gate import gate, save_report
 from niteru.model_config import text_config
 from niteru.model_sync import record_text_model, recorded_text_models
 from niteru.products import ProductFields, content_hash
+from niteru.route_table import drop_route_table, load_route_table, save_route_table
 from niteru.settings import Settings
 from niteru.store import ProductPoint, ProductStore, SearchFilter
 
@@ -68,6 +70,7 @@ class RebuildReport:
     dropped: list[str]
     swapped: bool = True  # False: the gate refused the new collection (dropped), the live one serves on
     gate: dict[str, Any] = field(default_factory=dict)  # the gate's report (``niteru.gate``); empty: no gate
+    routing: str | None = None  # the version of the routing table fitted on the new collection
 
 
 @contextmanager
@@ -172,13 +175,17 @@ def rebuild(
                 after_copy(target)
             caught = _catch_up(store, target, text, CATCH_UP_PASSES)
             _smoke(target)
-            verdict = gate(store, target, text, settings, force=force)
+            routing = _fit_routing(target, new, settings)
+            new_routes = load_route_table(settings, new) if routing else None
+            verdict = gate(store, target, text, settings, force=force, new_routes=new_routes)
         except Exception:
             store.drop(new)
+            drop_route_table(settings, new)
             raise
         if not verdict.swap:
             # Refused: the live collection never stopped serving nor taking writes; only the copy goes.
             store.drop(new)
+            drop_route_table(settings, new)
             save_report(settings, verdict.report, "live")
             log.warning("rebuild: %s refused by the gate (%s), %s serves on", new, verdict.report["falls"], previous)
             return RebuildReport(previous, previous, store.count(), caught, text.version, [new], False, verdict.report)
@@ -206,10 +213,13 @@ def rebuild(
         dropped = [v for v in store.versions() if v not in (previous, new)]
         for v in dropped:
             store.drop(v)
+            drop_route_table(settings, v)
         if verdict.report:
             save_report(settings, verdict.report, "new")
         log.info("rebuild: %s -> %s (%d products, %d caught up)", previous, new, len(points), caught)
-        return RebuildReport(previous, new, target.count(), caught, text.version, dropped, True, verdict.report)
+        report = RebuildReport(previous, new, target.count(), caught, text.version, dropped, True, verdict.report)
+        report.routing = routing
+        return report
 
 
 def _catch_up(live: ProductStore, target: ProductStore, text: TextEmbedder, passes: int) -> int:
@@ -272,6 +282,23 @@ def _smoke(target: ProductStore) -> None:
             if not target.search(p.vectors, {"image": 0.5, "text": 0.5}, 3, only):
                 raise RebuildError(f"smoke query for {p.product.product_id} found nothing in the new collection")
         return
+
+
+def _fit_routing(target: ProductStore, collection: str, settings: Settings) -> str | None:
+    """Fit the routing table on the new collection and save it before the swap, like its text model: a
+    process that sees the collection finds its table (``niteru.route_table``). None when off or when the
+    collection has nothing to fit on (routing then uses the default table)."""
+    if not settings.route_fit:
+        return None
+    from niteru.route_fit import NothingToFitError, fit_routes
+
+    try:
+        table = fit_routes(target, settings, collection)
+    except NothingToFitError as exc:
+        log.warning("rebuild: no routing table fitted: %s", exc)
+        return None
+    save_route_table(settings, table)
+    return table.version
 
 
 def _train_classifier(target: ProductStore, settings: Settings) -> CategoryModel | None:

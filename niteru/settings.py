@@ -200,15 +200,38 @@ class Settings(BaseSettings):
         description="Hosts whose image URLs may be fetched even though they resolve to an internal (private, "
         "loopback, link-local) address; every other internal address is refused (see niteru/fetch.py).",
     )
-    route_weights: dict[str, dict[str, float]] = Field(
-        {
-            "fashion": {"image": 1.0, "text": 0.2},
-            "cosmetics": {"image": 0.5, "text": 0.5},
-            "*": {"image": 0.2, "text": 1.0},
-        },
-        description="mode=auto: weights of the image and text vectors by category ('*': any other). Fashion is "
-        "told apart by its look, the rest by its words; cosmetics by both (chosen from bench/results/relevance.md). "
-        "An estimated category blends the rows by probability.",
+    route_weights: dict[str, dict[str, float]] | None = Field(
+        None,
+        description="mode=auto: an override of the routing table, category -> weight of each vector ('*': any "
+        'other), e.g. {"fashion": {"image": 1.0, "text": 0.2}, "*": {"image": 0.2, "text": 1.0}}. Unset (the '
+        "default): the table the last rebuild fitted on the catalog, or before any fit the hand-written one "
+        "(niteru/routing.py DEFAULT_WEIGHTS). Set, it wins over both, with the fusion setting. An estimated "
+        "category blends the rows by probability.",
+    )
+    route_fit: bool = Field(True, description="The rebuild fits the routing table on its new collection.")
+    route_fit_objective: Literal["precision@10"] = Field(
+        "precision@10",
+        description="What the fit maximises on the validation queries (niteru/route_fit.py OBJECTIVES): "
+        "precision@10 = share of the 10 results in the query's subcategory.",
+    )
+    route_fit_validation_share: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="Share of the products (by a seeded hash of the id) whose queries the fit scores; "
+        "bench/relevance.py takes its queries from the others.",
+    )
+    route_fit_seed: int = Field(0, ge=0, description="Seed of the fit's validation split and its sampling.")
+    route_fit_min_queries: int = Field(
+        20,
+        ge=2,
+        description="A category with fewer validation queries than this takes the global fitted row.",
+    )
+    route_fit_max_queries: int = Field(
+        300, ge=2, description="Validation queries per category at most (a seeded sample): bounds the fit's time."
+    )
+    route_fit_step: float = Field(
+        0.1, gt=0, le=0.5, description="Grid step of the weights (each a multiple of it, summing to 1)."
     )
     fusion: Fusion = Field(
         Fusion.wsum,

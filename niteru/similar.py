@@ -13,6 +13,7 @@ import numpy as np
 
 from niteru.categorize import Estimator
 from niteru.fusion import RULES, Fusion, Share
+from niteru.route_table import RouteTable
 from niteru.routing import Mode, Route, route
 from niteru.settings import Settings
 from niteru.store import Hit, ProductStore, SearchFilter, StoreSchemaError
@@ -70,14 +71,16 @@ def similar_products(
     settings: Settings,
     options: SimilarOptions,
     estimate: Estimator | None = None,
+    fitted: RouteTable | None = None,
 ) -> SimilarResult:
-    """The ``k`` nearest other products; the query product itself is never among them."""
+    """The ``k`` nearest other products; the query product itself is never among them. ``fitted``: the
+    live collection's fitted routing table (``niteru.route_table``), None before any fit."""
     try:
-        return _similar(store, product_id, settings, options, estimate)
+        return _similar(store, product_id, settings, options, estimate, fitted)
     except StoreSchemaError:
         # The alias moved between reading the product and searching: a rebuild swapped in a collection
         # whose text vectors have another size. Once more, now wholly in the new collection.
-        return _similar(store, product_id, settings, options, estimate)
+        return _similar(store, product_id, settings, options, estimate, fitted)
 
 
 def _similar(
@@ -86,13 +89,14 @@ def _similar(
     settings: Settings,
     options: SimilarOptions,
     estimate: Estimator | None,
+    fitted: RouteTable | None,
 ) -> SimilarResult:
     point = store.get(product_id, with_vectors=True)
     if point is None:
         raise UnknownProductError(product_id)
     product = point.product
     query = QueryProduct(point.vectors, product.category, product.shop_id, product.category_estimated)
-    return _similar_to(store, query, product_id, (product_id,), settings, options, estimate)
+    return _similar_to(store, query, product_id, (product_id,), settings, options, estimate, fitted)
 
 
 @dataclass(frozen=True)
@@ -112,15 +116,16 @@ def similar_to_vectors(
     settings: Settings,
     options: SimilarOptions,
     estimate: Estimator | None = None,
+    fitted: RouteTable | None = None,
     *,
     label: str = "",
 ) -> SimilarResult:
     """The ``k`` nearest products to a product that is not stored (routed like a stored one): the look-alike
     measures query with a re-listed variant without inserting it. ``label`` names it in the result."""
     try:
-        return _similar_to(store, query, label, (), settings, options, estimate)
+        return _similar_to(store, query, label, (), settings, options, estimate, fitted)
     except StoreSchemaError:  # the alias moved between the caller's embedding and the search: see above
-        return _similar_to(store, query, label, (), settings, options, estimate)
+        return _similar_to(store, query, label, (), settings, options, estimate, fitted)
 
 
 def _similar_to(
@@ -131,12 +136,20 @@ def _similar_to(
     settings: Settings,
     options: SimilarOptions,
     estimate: Estimator | None,
+    fitted: RouteTable | None,
 ) -> SimilarResult:
     estimates: list[tuple[str, float]] = []
     estimated = product.category_estimated or options.estimate_category
     if options.mode is Mode.auto and estimated and estimate is not None:
         estimates = estimate(product.vectors.get("image"), product.vectors.get("text"))
-    taken = route(options.mode, settings, category=product.category, category_estimated=estimated, estimates=estimates)
+    taken = route(
+        options.mode,
+        settings,
+        category=product.category,
+        category_estimated=estimated,
+        estimates=estimates,
+        fitted=fitted,
+    )
     f = options.filter
     search_filter = replace(
         f,
@@ -144,7 +157,9 @@ def _similar_to(
         exclude_product_ids=(*exclude, *f.exclude_product_ids),
     )
     vectors = {n: v for n, v in product.vectors.items() if taken.weights.get(n, 0.0) > 0}
-    query = _Query(vectors, taken.weights, search_filter, options.fusion or settings.fusion, options.diversity)
+    # The request's fusion, else the fitted row's, else the setting's.
+    fusion = options.fusion or taken.fusion or settings.fusion
+    query = _Query(vectors, taken.weights, search_filter, fusion, options.diversity)
     hits, asked = _search_capped(store, query, options)
     result = SimilarResult(label, taken, query.fusion, hits)
     if options.explain:

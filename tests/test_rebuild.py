@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from niteru.embedders import ProductInput, embed_products
+from niteru.fusion import Fusion
 from niteru.model_sync import ModelSync
 from niteru.products import ProductFields, now_version
 from niteru.rebuild import RebuildError, RebuildReport, rebuild, rebuild_lock, rollback
+from niteru.route_table import RouteTable, Row, load_route_table, save_route_table
 from niteru.settings import Settings
 from niteru.similar import SimilarOptions, similar_products
 from niteru.store import ProductPoint, ProductStore, open_store
@@ -55,6 +57,11 @@ def test_rebuild_swaps_while_queries_continue_and_keeps_writes_made_meanwhile(
     with open_store(settings) as store:
         before = store.current_version()
         count = store.count()
+        # an older collection with a routing table of its own: the rebuild drops both
+        stale = store.create_version(ingested.embedders.dims)
+        stale_table = RouteTable("stale@0", stale, "precision@10", Row({"image": 0.5, "text": 0.5}, Fusion.wsum), {})
+        save_route_table(settings, stale_table)
+        assert load_route_table(settings, stale) == stale_table
         query_ids = [r.product_id for r in ingested.good[:5]]
         answered: list[int] = []
         errors: list[BaseException] = []
@@ -117,6 +124,12 @@ def test_rebuild_swaps_while_queries_continue_and_keeps_writes_made_meanwhile(
         assert reloaded.text is not None and reloaded.text.version == report.text_model
         assert reloaded.text.version != ingested.embedders.text.version
         assert sync.check(store, reloaded.text.version, force=True) is None  # nothing new since
+        # and the routing table the rebuild fitted on the new collection, saved with it
+        fitted = load_route_table(settings, report.current)
+        assert report.routing is not None and fitted is not None and fitted.version == report.routing
+        assert reloaded.routing == fitted and fitted.info["products"] == count
+        assert stale in report.dropped and stale not in store.versions()
+        assert load_route_table(settings, stale) is None
 
         with rebuild_lock(settings), pytest.raises(RebuildError, match="another rebuild"):
             rebuild(store, settings)

@@ -137,6 +137,7 @@ async function showSimilar(item) {
       ["weights", weights],
       ["fusion", result.fusion],
     ];
+    if (r.table) rows.push(["table", `${r.table}${r.table_version ? ` ${r.table_version}` : ""}${r.basis ? ` (${r.basis})` : ""}`]);
     for (const [k, v] of rows) {
       const dt = document.createElement("dt");
       dt.textContent = k;
