@@ -110,7 +110,9 @@ def ingest_catalog(
 ) -> IngestReport:
     """Ingest ``catalog_dir`` (``limit``: a stratified sample of that many rows, spanning all sources).
 
-    With ``train_category`` and no category classifier yet, one is trained on the store afterwards."""
+    With ``train_category`` and no category classifier yet, one is trained on the store afterwards; and
+    without a routing table fitted on the collection, one is fitted (``niteru.route_fit``), so a store
+    that was only ever ingested routes by its catalog too, not by the default table until a rebuild."""
     rows = read_catalog(catalog_dir)
     if limit is not None:
         rows = stratified_sample(rows, limit)
@@ -131,10 +133,26 @@ def ingest_catalog(
                 train_from_store(store, settings)
             except CategoryTrainingError as exc:  # a tiny catalog: the service runs without estimates
                 log.warning("category classifier not trained: %s", exc)
+        if settings.route_fit and report.written:
+            _fit_routing_if_missing(store, settings)
         return report
     finally:
         if own_store:
             store.close()
+
+
+def _fit_routing_if_missing(store: ProductStore, settings: Settings) -> None:
+    from niteru.route_fit import NothingToFitError, fit_routes
+    from niteru.route_table import load_route_table, save_route_table
+
+    collection = store.current_version()
+    if load_route_table(settings, collection) is not None:
+        return
+    log.info("no routing table fitted on %s yet: fitting one", collection)
+    try:
+        save_route_table(settings, fit_routes(store, settings, collection))
+    except NothingToFitError as exc:  # too few products with a category: the default table routes
+        log.warning("routing table not fitted: %s", exc)
 
 
 def _estimator(settings: Settings) -> tuple[Estimator | None, str]:

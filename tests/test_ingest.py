@@ -29,8 +29,10 @@ def test_first_run_stores_the_good_rows_and_reports_each_bad_one(ingested: Inges
     assert [e["product_id"] for e in dup] == [ingested.good[1].product_id]
     assert report.failed == len(lines) and sum(report.reasons.values()) == len(lines)
     assert all(e["message"] and e["line"] > 0 for e in lines)
-    # ingest trained the text model because none existed
+    # ingest trained the text model because none existed, and fitted a routing table on the collection
     assert list((ingested.settings.models_dir / "text").iterdir())
+    tables = [json.loads(p.read_text()) for p in (ingested.settings.models_dir / "routing").glob("*.json")]
+    assert len(tables) == 1 and tables[0]["info"]["validation_queries"] > 0
 
 
 def test_a_second_run_embeds_nothing_unchanged_and_picks_up_edits(ingested: Ingested, tmp_path: Path) -> None:
