@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from api.task_gateway import TaskGateway
     from embedding.category import CategoryModel
     from embedding.image import MobileNetEmbedder
+    from embedding.joint import JointEmbedder
     from embedding.text import TextEmbedder
     from niteru.model_sync import ModelSync
 
@@ -46,6 +47,7 @@ class Models:
     image: MobileNetEmbedder | None = None
     text: TextEmbedder | None = None
     category: CategoryModel | None = None
+    joint: JointEmbedder | None = None  # of ``text``'s model (niteru.joint); None before a rebuild made one
 
 
 @dataclass
@@ -103,7 +105,7 @@ class Services:
         if m.text is None:
             self.need_text()
         assert m.image is not None and m.text is not None
-        return Embedders(m.image, m.text)
+        return Embedders(m.image, m.text, m.joint)
 
     def writer(self) -> ProductWriter:
         """The core's product write over this process's models, store and classifier."""
@@ -127,7 +129,8 @@ class Services:
             assert m.text is not None
             reloaded = self.sync.check(self.store, m.text.version, force)
             if reloaded is not None:
-                self.models = replace(m, text=reloaded.text or m.text, category=reloaded.category or m.category)
+                text, category = reloaded.text or m.text, reloaded.category or m.category
+                self.models = replace(m, text=text, joint=reloaded.joint, category=category)
 
     def check_k(self, k: int) -> None:
         if not 1 <= k <= self.settings.api_max_k:

@@ -13,6 +13,7 @@ import numpy as np
 
 from niteru.categorize import Estimator
 from niteru.fusion import RULES, Fusion, Share
+from niteru.refusals import Refusal
 from niteru.routing import Mode, Route, route
 from niteru.settings import Settings
 from niteru.store import Hit, ProductStore, SearchFilter, StoreSchemaError
@@ -100,6 +101,13 @@ def _similar(
         exclude_product_ids=(product_id, *f.exclude_product_ids),
     )
     vectors = {n: v for n, v in point.vectors.items() if taken.weights.get(n, 0.0) > 0}
+    if not vectors:  # mode=joint on a collection built before any joint model
+        missing = ", ".join(n for n, w in taken.weights.items() if w > 0)
+        raise Refusal(
+            "no_vector",
+            f"product {product_id!r} has no {missing} vector: the joint model is trained by the next rebuild",
+            status=409,
+        )
     query = _Query(vectors, taken.weights, search_filter, options.fusion or settings.fusion)
     hits, asked = _search_capped(store, query, options)
     result = SimilarResult(product_id, taken, query.fusion, hits)
