@@ -11,6 +11,13 @@
    category (the classifier trained on the 80%), and routed under each fusion rule.
 4. precision@10 = share of the 10 results in the query's subcategory; nDCG@10 with binary relevance (same
    subcategory), the ideal being min(10, other products of that subcategory) relevant results first.
+5. Look-alike: colour consistency = among the results in the query's subcategory, the share whose title
+   shares a colour word (``COLOURS``) with the query's title (queries whose title names a colour), per
+   category; a model that learns only the subcategory label loses it (issue 17's warning).
+
+When the store holds joint vectors (after a rebuild trained the joint model), ``joint only`` is measured too.
+That model was trained on every stored product's label, the queries' included: its precision@10 here is
+optimistic; colour consistency is not a label it was trained on.
 
 Writes bench/results/relevance.{json,md}. ``--queries 200`` for a quick look.
 """
@@ -39,6 +46,7 @@ from relevance_report import ENOUGH_QUERIES, write_report  # noqa: E402  (bench/
 from embedding.category import train_category_model  # noqa: E402
 from niteru.categorize import estimate  # noqa: E402
 from niteru.fusion import Fusion  # noqa: E402
+from niteru.products import Product  # noqa: E402
 from niteru.routing import Mode  # noqa: E402
 from niteru.settings import get_settings  # noqa: E402
 from niteru.similar import SimilarOptions, similar_products  # noqa: E402
@@ -46,6 +54,15 @@ from niteru.store import ProductPoint, open_store  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 K = 10
+# Colour words of titles (catalog-dev's fashion titles name the colour); grey/gray and the like as one.
+_BASIC = """black white blue red green yellow pink purple brown beige navy orange maroon olive silver gold cream
+khaki teal turquoise magenta charcoal lavender peach mustard rust copper bronze violet burgundy coral mauve nude
+tan grey"""
+COLOURS = {**{c: c for c in _BASIC.split()}, "gray": "grey", "multicoloured": "multi", "multicolored": "multi"}
+
+
+def colours(title: str) -> set[str]:
+    return {COLOURS[w] for w in title.lower().replace("-", " ").replace("/", " ").split() if w in COLOURS}
 
 
 @dataclass(frozen=True)
@@ -56,11 +73,12 @@ class Config:
     estimate_category: bool = False
 
 
-def configs(default: Fusion) -> list[Config]:
+def configs(default: Fusion, joint: bool) -> list[Config]:
     others = [f for f in Fusion if f is not default]
     return [
         Config("image only", Mode.image),
         Config("text only", Mode.text),
+        *([Config("joint only", Mode.joint)] if joint else []),
         Config(f"hybrid 50/50 ({default.value})", Mode.hybrid, default),
         Config(f"routed ({default.value})", Mode.auto, default),
         Config(f"routed, estimated category ({default.value})", Mode.auto, default, True),
@@ -136,6 +154,22 @@ def ndcg(relevant: list[bool], available: int) -> float:
     return dcg / ideal if ideal > 0 else 0.0
 
 
+def score(q: ProductPoint, hits: list[Product], sub_counts: Counter[str]) -> dict[str, Any]:
+    """One query's measures from its results, best first."""
+    relevant = [h.subcategory == q.product.subcategory for h in hits]
+    wanted = colours(q.product.title)
+    same_colour = [bool(wanted & colours(h.title)) for h, r in zip(hits, relevant, strict=True) if r]
+    return {
+        "product_id": q.product.product_id,
+        "category": q.product.category,
+        "p10": sum(relevant) / K,
+        "ndcg10": ndcg(relevant, sub_counts[q.product.subcategory] - 1),
+        # Counted only for queries whose title names a colour.
+        "colour_relevant": len(same_colour) if wanted else 0,
+        "colour_same": sum(same_colour) if wanted else 0,
+    }
+
+
 def run(
     store: Any, settings: Any, queries: list[ProductPoint], cfg: Config, model: Any, sub_counts: Counter[str]
 ) -> dict[str, Any]:
@@ -145,18 +179,9 @@ def run(
     for q in tqdm(queries, desc=cfg.name, unit="query", leave=False):
         opts = SimilarOptions(k=K, mode=cfg.mode, fusion=cfg.fusion, estimate_category=cfg.estimate_category)
         result = similar_products(store, q.product.product_id, settings, opts, estimator)
-        relevant = [h.product.subcategory == q.product.subcategory for h in result.hits]
-        per_query.append(
-            {
-                "product_id": q.product.product_id,
-                "category": q.product.category,
-                "p10": sum(relevant) / K,
-                "ndcg10": ndcg(relevant, sub_counts[q.product.subcategory] - 1),
-                "weights": result.route.weights,
-                "route_category": result.route.category,
-                "route_probability": result.route.probability,
-            }
-        )
+        scored = score(q, [h.product for h in result.hits], sub_counts)
+        route = {"weights": result.route.weights, "route_category": result.route.category}
+        per_query.append({**scored, **route, "route_probability": result.route.probability})
     elapsed = time.perf_counter() - started
     return {"config": cfg.name, "per_query": per_query, "ms_per_query": 1000 * elapsed / max(1, len(queries))}
 
@@ -173,8 +198,14 @@ def summarise(run_: dict[str, Any]) -> dict[str, Any]:
         "p10_by_category": {c: float(np.mean([r["p10"] for r in rs])) for c, rs in sorted(by_cat.items())},
         "ndcg10_by_category": {c: float(np.mean([r["ndcg10"] for r in rs])) for c, rs in sorted(by_cat.items())},
         "queries_by_category": {c: len(rs) for c, rs in sorted(by_cat.items())},
+        "colour_by_category": {c: colour_share(rs) for c, rs in sorted(by_cat.items())},
         "ms_per_query": run_["ms_per_query"],
     }
+
+
+def colour_share(rows: list[dict[str, Any]]) -> float | None:
+    relevant = sum(r["colour_relevant"] for r in rows)
+    return sum(r["colour_same"] for r in rows) / relevant if relevant else None
 
 
 def main() -> None:
@@ -182,24 +213,35 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "relevance")
+    parser.add_argument(
+        "--joint-holdout",
+        action="store_true",
+        help="also train a joint model on the 80%% only and measure it on the queries (bench/relevance_joint.py)",
+    )
     args = parser.parse_args()
     settings = get_settings()
     store = open_store(settings)
     try:
         points = [p for batch in store.scroll(batch_size=512) for p in batch]
-        points = [p for p in points if len(p.vectors) == 2 and not p.product.category_estimated]
+        points = [p for p in points if {"image", "text"} <= set(p.vectors) and not p.product.category_estimated]
+        joint = all("joint" in p.vectors for p in points)
         train, test = split(points, args.seed)
         model, accuracy = classifier_accuracy(train, test, args.seed)
         queries = sample_queries(test, args.queries, args.seed)
         sub_counts = Counter(p.product.subcategory for p in points)
         runs = [
             run(store, settings, queries, cfg, model, sub_counts)
-            for cfg in tqdm(configs(settings.fusion), desc="configs")
+            for cfg in tqdm(configs(settings.fusion, joint), desc="configs")
         ]
+        if args.joint_holdout:
+            from relevance_joint import holdout_run
+
+            runs.insert(3, holdout_run(points, train, queries, settings, sub_counts, score, K))
     finally:
         store.close()
     summaries = [summarise(r) for r in runs]
-    machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, load {load}"
     write_report(args.out, machine, len(points), queries, accuracy, summaries, runs)
 
 
