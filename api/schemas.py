@@ -54,6 +54,7 @@ class ProductOut(BaseModel):
     image_version: int
     image_model_version: str
     text_model_version: str
+    joint_model_version: str | None = None
     updated_at: datetime
 
     @classmethod
