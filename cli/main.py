@@ -109,7 +109,8 @@ def train_category() -> None:
 
 @app.command()
 def rebuild() -> None:
-    """Retrain the text model and the classifier on the live catalog, rebuild the collection, swap it in."""
+    """Retrain the text model, the classifier and the joint model on the live catalog, rebuild the collection,
+    swap it in."""
     from niteru.rebuild import RebuildError
     from niteru.rebuild import rebuild as run_rebuild
     from niteru.settings import get_settings
@@ -124,7 +125,8 @@ def rebuild() -> None:
         raise typer.Exit(1) from exc
     typer.echo(
         f"{report.previous} -> {report.current}: {report.products} products, {report.caught_up} caught up, "
-        f"text model {report.text_model}; dropped {report.dropped or 'none'}"
+        f"text model {report.text_model}, joint model {report.joint_model or 'none'}; "
+        f"dropped {report.dropped or 'none'}"
     )
 
 
