@@ -7,11 +7,18 @@ model, classifier, copy) and ``true`` (the same plus training the joint model an
 are the same. Prints and writes bench/results/rebuild_joint.md with the medians and the load average.
 
     NITERU_DATA_DIR=/work/data-x .venv/bin/python bench/rebuild_joint.py --runs 2
+
+On a machine whose load swings, two whole rebuilds minutes apart are not comparable; ``--steps`` times, in
+one process and alternately, what the joint model adds (``niteru.joint.train_for_rebuild``: re-shot photos,
+re-written titles, training, in a fresh interpreter so TensorFlow's import counts) beside the step of the
+rebuild it is closest to in size, embedding every text with the text model. Writes
+bench/results/rebuild_joint_steps.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -32,13 +39,75 @@ def one(joint: bool) -> float:
     return time.perf_counter() - started
 
 
+def steps(runs: int, out: Path) -> None:
+    code = """
+import json, sys, time
+t0 = time.perf_counter()
+from embedding.text import TextEmbedder
+from niteru.joint import train_for_rebuild
+from niteru.model_config import text_config
+from niteru.settings import get_settings
+from niteru.store import open_store
+settings = get_settings()
+with open_store(settings) as store:
+    points = [p for b in store.scroll(batch_size=512) for p in b]
+text = TextEmbedder(text_config(settings)).load()
+t1 = time.perf_counter()
+vectors = text.embed([p.product.text for p in points])
+t2 = time.perf_counter()
+if sys.argv[1] == "joint":
+    train_for_rebuild(points, vectors, text, settings)
+t3 = time.perf_counter()
+print(json.dumps({"embed_texts": t2 - t1, "joint": t3 - t2, "products": len(points)}))
+"""
+    rows: dict[str, list[float]] = {"embed_texts": [], "joint": []}
+    loads = [os.getloadavg()[0]]
+    products = 0
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-c", code, "joint"], env=os.environ, check=True, cwd=REPO, capture_output=True, text=True
+        )
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        products = figures["products"]
+        for key in rows:
+            rows[key].append(figures[key])
+        loads.append(os.getloadavg()[0])
+        print(figures, f"load {loads[-1]:.1f}", flush=True)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    lines = [
+        "# What the joint model adds to the rebuild",
+        "",
+        f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
+        f"1-minute load average before and after each run: {', '.join(f'{x:.1f}' for x in loads)} (the machine "
+        "is shared: absolute times are noisy, the two steps of one run are measured back to back).",
+        "",
+        f"`NITERU_DATA_DIR={os.environ['NITERU_DATA_DIR']} .venv/bin/python bench/rebuild_joint.py --steps "
+        f"--runs {runs}`, {products} products",
+        "",
+        "| step | runs (s) | median (s) |",
+        "|---|---|---:|",
+        f"| embed every text (a step the rebuild had already) | {', '.join(f'{t:.1f}' for t in rows['embed_texts'])} "
+        f"| {med['embed_texts']:.1f} |",
+        f"| joint model: re-shoot, re-write, train, save (new) | {', '.join(f'{t:.1f}' for t in rows['joint'])} "
+        f"| {med['joint']:.1f} |",
+    ]
+    text = "\n".join(lines) + "\n"
+    out.write_text(text)
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS / "rebuild_joint.md")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--steps", action="store_true", help="time the joint step alone (see above)")
     args = parser.parse_args()
     if "NITERU_DATA_DIR" not in os.environ:
         sys.exit("set NITERU_DATA_DIR to a copy of an ingested store (the rebuild rewrites it)")
+    if args.steps:
+        steps(args.runs, args.out or RESULTS / "rebuild_joint_steps.md")
+        return
+    args.out = args.out or RESULTS / "rebuild_joint.md"
     times: dict[bool, list[float]] = {False: [], True: []}
     loads = [os.getloadavg()[0]]
     for _ in range(args.runs):

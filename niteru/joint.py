@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -69,14 +70,25 @@ def train_for_rebuild(
     if len(rows) < config.min_products:
         log.warning("joint model not trained: %d labelled products (at least %d)", len(rows), config.min_products)
         return None
+    started = time.perf_counter()
     image = np.stack([points[i].vectors["image"] for i in rows]).astype(np.float32)
     txt = np.asarray(text_vectors[rows], np.float32)
     view_image, view_text, reshot = variants([points[i] for i in rows], image, txt, text, settings)
+    variants_s = time.perf_counter() - started
     labels = [label_of(points[i]) for i in rows]
     arrays, meta = train_joint(image, txt, labels, view_image, view_text, reshot, config)
     save_artifact(arrays, meta, config.model_dir, text.version)
     joint = JointEmbedder(config).load(text.version)
-    log.info("joint model %s trained on %d products in %.1f s", joint.version, len(rows), meta["train_s"])
+    total = time.perf_counter() - started
+    log.info(
+        "joint model %s: %d products, %d photos re-shot; %.1f s in all (variants %.1f s, training %.1f s)",
+        joint.version,
+        len(rows),
+        int(reshot.sum()),
+        total,
+        variants_s,
+        meta["train_s"],
+    )
     return joint
 
 
