@@ -12,7 +12,8 @@ On a machine whose load swings, two whole rebuilds minutes apart are not compara
 one process and alternately, what the joint model adds (``niteru.joint.train_for_rebuild``: re-shot photos,
 re-written titles, training, in a fresh interpreter so TensorFlow's import counts) beside the step of the
 rebuild it is closest to in size, embedding every text with the text model. Writes
-bench/results/rebuild_joint_steps.md.
+bench/results/rebuild_joint_steps.md. It saves the joint model it trains under the live text model's version,
+which that store's collection has no vector for: run it on a scratch copy only, never on a store in use.
 """
 
 from __future__ import annotations
