@@ -82,7 +82,7 @@ def load_services(settings: Settings, embedders: Embedders | None = None) -> Ser
     _live_text_model(services, store)
     try:
         if services.image is not None and services.text is not None:
-            store.ensure_collection({"image": services.image.dim, "text": services.text.dim})
+            store.ensure_collection(services.embedders().dims)
         else:
             store.count()  # without both models, an existing collection still serves reads
     except StoreError as exc:
@@ -110,11 +110,15 @@ def _live_text_model(services: Services, store: ProductStore) -> None:
 
     if services.text is None:
         return
+    from niteru.joint import load_joint
+
     try:
-        services.models = replace(services.models, text=live_text_model(services.settings, store, services.text))
+        text = live_text_model(services.settings, store, services.text)
     except (StoreError, Refusal) as exc:
         services.models = replace(services.models, text=None)
         services.problems["text"] = str(exc)
+        return
+    services.models = replace(services.models, text=text, joint=load_joint(services.settings, text.version))
 
 
 async def _follow_rebuilds(services: Services) -> None:

@@ -38,7 +38,9 @@ ALWAYS: Responses = {
 ERRORS: Responses = {
     401: {"description": "Missing or wrong API key"},
     404: {"description": "Unknown product"},
-    409: {"description": "A newer image of this product is stored"},
+    409: {
+        "description": "A newer image of this product is stored; or mode=joint before a rebuild trained the joint model"
+    },
     413: {"description": "Image or request body over the size limit"},
     415: {"description": "Not an image"},
     422: {"description": "Invalid input: parameters, fields, or a malformed body"},

@@ -54,6 +54,7 @@ class ProductOut(BaseModel):
     image_version: int
     image_model_version: str
     text_model_version: str
+    joint_model_version: str | None = None
     updated_at: datetime
 
     @classmethod
@@ -92,6 +93,7 @@ class Explain(BaseModel):
 
     image_score: float | None = Field(description="Cosine similarity of the image vectors (None: not asked).")
     text_score: float | None = Field(description="Cosine similarity of the text vectors (None: not asked).")
+    joint_score: float | None = Field(None, description="Cosine similarity of the joint vectors (None: not asked).")
     fused_score: float
     contributions: dict[str, float]
     ranks: dict[str, int | None] = Field(description="1-based rank in each vector's candidate list.")
@@ -119,6 +121,7 @@ class Match(BaseModel):
             explain = Explain(
                 image_score=explanation.scores.get("image"),
                 text_score=explanation.scores.get("text"),
+                joint_score=explanation.scores.get("joint"),
                 fused_score=hit.score,
                 contributions=explanation.contributions,
                 ranks=explanation.ranks,

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from api.task_gateway import TaskGateway
     from embedding.category import CategoryModel
     from embedding.image import MobileNetEmbedder
+    from embedding.joint import JointEmbedder
     from embedding.text import TextEmbedder
     from niteru.model_sync import ModelSync
 
@@ -48,6 +49,7 @@ class Models:
     text: TextEmbedder | None = None
     category: CategoryModel | None = None
     routing: RouteTable | None = None  # the live collection's fitted routing table (niteru.route_table)
+    joint: JointEmbedder | None = None  # of ``text``'s model (niteru.joint); None before a rebuild made one
 
 
 @dataclass
@@ -105,7 +107,7 @@ class Services:
         if m.text is None:
             self.need_text()
         assert m.image is not None and m.text is not None
-        return Embedders(m.image, m.text)
+        return Embedders(m.image, m.text, m.joint)
 
     def writer(self) -> ProductWriter:
         """The core's product write over this process's models, store and classifier."""
@@ -133,6 +135,7 @@ class Services:
                 self.models = replace(
                     m,
                     text=reloaded.text or m.text,
+                    joint=reloaded.joint,
                     category=reloaded.category or m.category,
                     routing=reloaded.routing,
                 )

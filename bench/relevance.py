@@ -14,6 +14,10 @@
    setting), and routed by the estimated category (the classifier trained on the 80%, the fitted table).
 4. precision@10 = share of the 10 results in the query's subcategory; nDCG@10 with binary relevance (same
    subcategory), the ideal being min(10, other products of that subcategory) relevant results first.
+When the store holds joint vectors (after a rebuild trained the joint model), ``joint only`` is measured
+too; that model was trained on every stored product's label, the queries' included, so its precision@10
+is optimistic. ``--joint-holdout`` adds a joint model trained on the 80% only (bench/relevance_joint.py).
+
 5. The look-alike measures of ``niteru.evaluation`` (the rebuild's gate uses the same functions), in each
    configuration: each query product re-listed as a variant (re-shot photo, re-written title, another
    shop; embedded by the service's models, searched without being stored): variant recall@1 and @10;
@@ -69,11 +73,12 @@ class Config:
     hand_table: bool = False  # route by DEFAULT_WEIGHTS (as the override setting), not the fitted table
 
 
-def configs(default: Fusion, fitted: RouteTable | None) -> list[Config]:
+def configs(default: Fusion, fitted: RouteTable | None, joint: bool) -> list[Config]:
     routed = "fitted" if fitted is not None else f"default table, {default.value}"
     return [
         Config("image only", Mode.image),
         Config("text only", Mode.text),
+        *([Config("joint only (model trained on every product, queries included)", Mode.joint)] if joint else []),
         Config(f"hybrid 50/50 ({default.value})", Mode.hybrid, default),
         Config(f"routed ({routed})", Mode.auto),
         Config(f"routed (hand table, {default.value})", Mode.auto, default, hand_table=True),
@@ -169,7 +174,13 @@ def run(
     started = time.perf_counter()
     outcomes = evaluate(store, settings, variants, embedded, options=opts, estimate=estimator, fitted=fitted)
     elapsed = time.perf_counter() - started
-    per_query = [
+    ms = 1000 * elapsed / max(1, 2 * len(outcomes))  # two searches per query (the product and its variant)
+    return {"config": cfg.name, "per_query": rows(outcomes, subs, sub_counts), "outcomes": outcomes, "ms_per_query": ms}
+
+
+def rows(outcomes: list[QueryOutcome], subs: dict[str, str], sub_counts: Counter[str]) -> list[dict[str, Any]]:
+    """The per-query rows of the report (and its JSON)."""
+    return [
         {
             "product_id": o.product_id,
             "category": o.category,
@@ -182,9 +193,6 @@ def run(
         }
         for o in outcomes
     ]
-    # Two searches per query (the stored product and its variant): the time of one is half.
-    ms = 1000 * elapsed / max(1, 2 * len(outcomes))
-    return {"config": cfg.name, "per_query": per_query, "outcomes": outcomes, "ms_per_query": ms}
 
 
 def summarise(run_: dict[str, Any]) -> dict[str, Any]:
@@ -219,13 +227,19 @@ def main() -> None:
         default="outside",
         help="queries from outside the routing fit's validation split (default) or inside it",
     )
+    parser.add_argument(
+        "--joint-holdout",
+        action="store_true",
+        help="also train a joint model on the 80%% only and measure it on the queries (bench/relevance_joint.py)",
+    )
     args = parser.parse_args()
     settings = get_settings()
     store = open_store(settings)
     try:
         fitted = load_route_table(settings, store.current_version())
         points = [p for batch in store.scroll(batch_size=512) for p in batch]
-        points = [p for p in points if len(p.vectors) == 2 and not p.product.category_estimated]
+        points = [p for p in points if {"image", "text"} <= set(p.vectors) and not p.product.category_estimated]
+        joint = bool(points) and all("joint" in p.vectors for p in points)
         train, test = split(points, args.seed)
         model, accuracy = classifier_accuracy(train, test, args.seed)
         inside = args.split == "inside"
@@ -239,8 +253,14 @@ def main() -> None:
         embedded = embed_variants(variants, load_embedders(settings))
         runs = [
             run(store, settings, variants, embedded, cfg, model, sub_counts, fitted)
-            for cfg in tqdm(configs(settings.fusion, fitted), desc="configs")
+            for cfg in tqdm(configs(settings.fusion, fitted, joint), desc="configs")
         ]
+        if args.joint_holdout:
+            from relevance_joint import holdout_run
+
+            held = holdout_run(points, train, variants, embedded, settings)
+            subs = {v.original.product_id: v.original.subcategory for v in variants}
+            runs.insert(3, {**held, "per_query": rows(held["outcomes"], subs, sub_counts)})
     finally:
         store.close()
     summaries = [summarise(r) for r in runs]

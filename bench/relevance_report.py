@@ -58,6 +58,22 @@ def lookalike_table(summaries: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def colour_table(summaries: list[dict[str, Any]]) -> list[str]:
+    """Colour consistency (%) per category: the look-alike measure the subcategory labels cannot game."""
+    cats = [c for c in summaries[0]["colour_by_category"] if summaries[0]["colour_by_category"][c] is not None]
+    lines = [
+        "Colour consistency (%): among the results in the query's subcategory, the share sharing a colour word "
+        "of the query's title (queries whose title names a colour):",
+        "",
+        "| category | " + " | ".join(s["config"] for s in summaries) + " |",
+        "|---|" + "---:|" * len(summaries),
+    ]
+    for c in cats:
+        cells = [_pct(v) if (v := s["colour_by_category"][c]) is not None else "-" for s in summaries]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def target_check(summaries: list[dict[str, Any]]) -> list[str]:
     by = {s["config"]: s for s in summaries}
     image, text = by["image only"], by["text only"]
@@ -134,6 +150,8 @@ def write_report(
         "",
         *(notes or []),
         *relevance_table(summaries),
+        "",
+        *colour_table(summaries),
         "",
         *target_check(summaries),
         "",

@@ -111,8 +111,9 @@ def train_category() -> None:
 def rebuild(
     force: bool = typer.Option(False, "--force", help="Swap even when the gate finds the new collection worse."),
 ) -> None:
-    """Retrain the text model and the classifier on the live catalog, rebuild the collection, and swap it in
-    unless it measures worse than the live one (the gate: docs/retrieval.md). Exit code 3: refused."""
+    """Retrain the text model, the classifier and the joint model on the live catalog, rebuild the collection,
+    and swap it in unless it measures worse than the live one (the gate: docs/retrieval.md). Exit code 3:
+    refused."""
     from niteru.gate import format_report
     from niteru.rebuild import RebuildError
     from niteru.rebuild import rebuild as run_rebuild
@@ -135,7 +136,8 @@ def rebuild(
         raise typer.Exit(3)
     typer.echo(
         f"{report.previous} -> {report.current}: {report.products} products, {report.caught_up} caught up, "
-        f"text model {report.text_model}; routing {report.routing or 'not fitted'}; dropped {report.dropped or 'none'}"
+        f"text model {report.text_model}, joint model {report.joint_model or 'none'}; "
+        f"routing {report.routing or 'not fitted'}; dropped {report.dropped or 'none'}"
     )
 
 

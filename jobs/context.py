@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from niteru.categorize import estimator_of
 from niteru.embedders import Embedders, load_embedders
+from niteru.joint import load_joint
 from niteru.model_sync import ModelSync, live_text_model
 from niteru.route_table import RouteTable, load_route_table
 from niteru.settings import Settings
@@ -38,7 +39,9 @@ class JobContext:
         embedders = load_embedders(settings)
         store = open_store(settings)
         # The live collection's text model, which CURRENT may not name after a crash (niteru.model_sync).
-        embedders = Embedders(embedders.image, live_text_model(settings, store, embedders.text))
+        text = live_text_model(settings, store, embedders.text)
+        joint = embedders.joint if text is embedders.text else load_joint(settings, text.version)
+        embedders = Embedders(embedders.image, text, joint)
         store.ensure_collection(embedders.dims)
         live = store.current_version()
         ctx = cls(settings, embedders, store, sync=ModelSync(settings, live), routing=load_route_table(settings, live))
@@ -64,8 +67,7 @@ class JobContext:
             reloaded = self.sync.check(self.store, self.embedders.text.version, force=True)
             if reloaded is None:
                 return
-            if reloaded.text is not None:
-                self.embedders = Embedders(self.embedders.image, reloaded.text)
+            self.embedders = Embedders(self.embedders.image, reloaded.text or self.embedders.text, reloaded.joint)
             if reloaded.category is not None:
                 self.category = reloaded.category
             self.routing = reloaded.routing

@@ -1,8 +1,8 @@
 """From a product's fields and image bytes to a storable ``ProductPoint`` (used by ``niteru.writes``).
 
-``Embedders`` holds the two loaded models; ``embed_products`` turns a batch of inputs into points, and
-reports each item that cannot become one (bad image, text without a single word) as a ``Refusal``
-instead of failing the batch.
+``Embedders`` holds the loaded models (the joint model once a rebuild trained one for the text model);
+``embed_products`` turns a batch of inputs into points, and reports each item that cannot become one (bad
+image, text without a single word) as a ``Refusal`` instead of failing the batch.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from niteru.store.base import ProductPoint
 
 if TYPE_CHECKING:
     from embedding.image import MobileNetEmbedder
+    from embedding.joint import JointEmbedder
     from embedding.text import TextEmbedder
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,26 @@ log = logging.getLogger(__name__)
 class Embedders:
     image: MobileNetEmbedder
     text: TextEmbedder
+    # Trained on this text model's vectors (``niteru.joint``); None before a rebuild trained one.
+    joint: JointEmbedder | None = None
 
     @property
     def dims(self) -> dict[str, int]:
-        return {"image": self.image.dim, "text": self.text.dim}
+        dims = {"image": self.image.dim, "text": self.text.dim}
+        if self.joint is not None:
+            dims["joint"] = self.joint.dim
+        return dims
+
+    @property
+    def joint_version(self) -> str | None:
+        return None if self.joint is None else self.joint.version
+
+    def vectors(self, image: np.ndarray, text: np.ndarray) -> dict[str, np.ndarray]:
+        """A product's named vectors from its image and text vectors (the joint one when there is a model)."""
+        out = {"image": image, "text": text}
+        if self.joint is not None:
+            out["joint"] = self.joint.embed(image, text)[0]
+        return out
 
 
 def load_embedders(settings: Settings, train_texts: Sequence[str] | None = None) -> Embedders:
@@ -43,6 +60,7 @@ def load_embedders(settings: Settings, train_texts: Sequence[str] | None = None)
     ``TextModelMissingError`` (its message says how to train one)."""
     from embedding.image import MobileNetEmbedder
     from embedding.text import TextEmbedder, TextModelMissingError, train_text_model
+    from niteru.joint import load_joint
     from niteru.model_config import image_config, text_config
 
     try:
@@ -53,7 +71,7 @@ def load_embedders(settings: Settings, train_texts: Sequence[str] | None = None)
         log.info("no text model yet: training one on %d catalog texts", len(train_texts))
         train_text_model(train_texts, text_config(settings))
         text = TextEmbedder(text_config(settings)).load()
-    return Embedders(MobileNetEmbedder(image_config(settings)).load(), text)
+    return Embedders(MobileNetEmbedder(image_config(settings)).load(), text, load_joint(settings, text.version))
 
 
 @dataclass
@@ -72,7 +90,8 @@ class ProductInput:
 
 
 def input_hash(item: ProductInput, embedders: Embedders) -> str:
-    return content_hash(item.fields, item.image_sha256, embedders.image.version, embedders.text.version)
+    e = embedders
+    return content_hash(item.fields, item.image_sha256, e.image.version, e.text.version, e.joint_version)
 
 
 def embed_products(items: Sequence[ProductInput], embedders: Embedders) -> list[ProductPoint | Refusal]:
@@ -101,11 +120,11 @@ def embed_products(items: Sequence[ProductInput], embedders: Embedders) -> list[
             image_version=it.image_version,
             image_model_version=embedders.image.version,
             text_model_version=embedders.text.version,
+            joint_model_version=embedders.joint_version,
             content_hash=input_hash(it, embedders),
             updated_at=now,
         )
-        vectors = {"image": images.vectors[image_rows[i]], "text": text_vectors[i]}
-        out.append(ProductPoint(product, vectors))
+        out.append(ProductPoint(product, embedders.vectors(images.vectors[image_rows[i]], text_vectors[i])))
     return out
 
 
@@ -113,7 +132,8 @@ def reembed_text(existing: ProductPoint, fields: ProductFields, embedders: Embed
     """A text or price update of a stored product: a new text vector, the stored image vector and image
     version. None when nothing changed (same fields, image and models)."""
     old = existing.product
-    digest = content_hash(fields, old.image_sha256, old.image_model_version, embedders.text.version)
+    e = embedders
+    digest = content_hash(fields, old.image_sha256, old.image_model_version, e.text.version, e.joint_version)
     if digest == old.content_hash:
         return None
     vector = embedders.text.embed([fields.text])[0]
@@ -123,8 +143,9 @@ def reembed_text(existing: ProductPoint, fields: ProductFields, embedders: Embed
         update={
             **fields.model_dump(),
             "text_model_version": embedders.text.version,
+            "joint_model_version": embedders.joint_version,
             "content_hash": digest,
             "updated_at": utc_now(),
         }
     )
-    return ProductPoint(product, {"image": existing.vectors["image"], "text": vector})
+    return ProductPoint(product, embedders.vectors(existing.vectors["image"], vector))

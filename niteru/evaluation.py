@@ -146,27 +146,32 @@ def evaluate(
             result = similar_products(store, q.product_id, settings, options, estimate, fitted)
         except UnknownProductError:  # deleted since the sample was taken (writes go on meanwhile)
             continue
-        relevant = [h.product.subcategory == q.subcategory for h in result.hits]
-        same = [h.product for h, r in zip(result.hits, relevant, strict=True) if r]
-        wanted, brand = colours(q.title), brand_of(q.shop_id, q.title)
         query = QueryProduct(point.vectors, v.fields.category, v.fields.shop_id)
         answer = similar_to_vectors(store, query, settings, options, estimate, fitted)
         found = [h.product.product_id for h in answer.hits]
-        out.append(
-            QueryOutcome(
-                q.product_id,
-                q.category,
-                p10=len(same) / K,
-                variant_rank=found.index(q.product_id) + 1 if q.product_id in found else None,
-                colour_kept=sum(bool(wanted & colours(p.title)) for p in same) if wanted else 0,
-                colour_total=len(same) if wanted else 0,
-                brand_kept=sum(brand_of(p.shop_id, p.title) == brand for p in same) if brand else 0,
-                brand_total=len(same) if brand else 0,
-                relevant=relevant,
-                weights=result.route.weights,
-            )
-        )
+        out.append(outcome(q, [h.product for h in result.hits], found, result.route.weights))
     return out
+
+
+def outcome(
+    q: Product, results: Sequence[Product], variant_found: Sequence[str], weights: dict[str, float]
+) -> QueryOutcome:
+    """The measures of one query ``q`` from its results (best first) and the ids its variant found."""
+    relevant = [p.subcategory == q.subcategory for p in results]
+    same = [p for p, r in zip(results, relevant, strict=True) if r]
+    wanted, brand = colours(q.title), brand_of(q.shop_id, q.title)
+    return QueryOutcome(
+        q.product_id,
+        q.category,
+        p10=len(same) / K,
+        variant_rank=list(variant_found).index(q.product_id) + 1 if q.product_id in variant_found else None,
+        colour_kept=sum(bool(wanted & colours(p.title)) for p in same) if wanted else 0,
+        colour_total=len(same) if wanted else 0,
+        brand_kept=sum(brand_of(p.shop_id, p.title) == brand for p in same) if brand else 0,
+        brand_total=len(same) if brand else 0,
+        relevant=relevant,
+        weights=weights,
+    )
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,14 @@ from niteru.evaluation import (
     summarise,
 )
 from niteru.gate_stats import fall_lower_bound
-from niteru.route_table import RouteTable, load_route_table
+from niteru.route_table import load_route_table
 from niteru.routing import Mode
 from niteru.settings import Settings
 from niteru.store import ProductStore
 
 if TYPE_CHECKING:
     from embedding.image import MobileNetEmbedder
+    from embedding.joint import JointEmbedder
     from embedding.text import TextEmbedder
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,11 @@ def gate(
     force: bool = False,
     image: MobileNetEmbedder | None = None,
     live_text: TextEmbedder | None = None,
-    new_routes: RouteTable | None = None,
+    new_joint: JointEmbedder | None = None,
 ) -> Verdict:
     """Measure ``live`` (the alias) and ``new`` (a pinned view of the built collection) and decide, each
-    routed by its own fitted table (``new_routes``: the one fitted on ``new``; None: the default table).
+    routed by the table fitted on its collection (none fitted: the default table) and
+    with its own joint model (``new_joint``: trained for ``new``; the live one's is that of its text model).
     ``image`` and ``live_text`` default to the service's models (the current text model)."""
     from niteru.fetch import read_image_path
 
@@ -119,9 +121,16 @@ def gate(
         log.warning("rebuild gate: %s", reason)
         return Verdict(True, report)
     sides = {"live": (live, live_text), "new": (new, new_text)}
-    embedded = embed_variants(variants, Embedders(image, live_text))
-    vectors = {"live": embedded, "new": reembed_variants(embedded, Embedders(image, new_text))}
-    routes = {"live": load_route_table(settings, live.current_version()), "new": new_routes}
+    from niteru.joint import load_joint
+
+    live_joint = load_joint(settings, live_text.version)  # None: the live collection has no joint vector
+    embedded = embed_variants(variants, Embedders(image, live_text, live_joint))
+    vectors = {"live": embedded, "new": reembed_variants(embedded, Embedders(image, new_text, new_joint))}
+    # Each side routed by the table fitted on its collection (the rebuild saves the new one's before this).
+    routes = {
+        "live": load_route_table(settings, live.current_version()),
+        "new": load_route_table(settings, new.collection),
+    }
     outcomes = {
         side: evaluate(store, settings, variants, vectors[side], fitted=routes[side])
         for side, (store, _) in sides.items()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from embedding.image.config import ImageConfig
+from embedding.joint.config import JointConfig
 from embedding.text.config import TextConfig
 from niteru.settings import Settings
 
@@ -56,4 +57,18 @@ def text_config(settings: Settings) -> TextConfig:
         sparsity_percent=s.text_sparsity_percent,
         reduced_dim=s.text_reduced_dim,
         reduction_sample=s.text_reduction_sample,
+    )
+
+
+def joint_config(settings: Settings) -> JointConfig:
+    s = settings
+    return JointConfig(
+        model_dir=s.models_dir / "joint",
+        dim=s.joint_dim,
+        hidden=s.joint_hidden,
+        epochs=s.joint_epochs,
+        label_weight=s.joint_label_weight,
+        structure_weight=s.joint_structure_weight,
+        seed=s.joint_seed,
+        min_products=s.joint_min_products,
     )

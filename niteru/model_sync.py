@@ -30,6 +30,7 @@ from niteru.store.records import StoreUnavailableError
 
 if TYPE_CHECKING:
     from embedding.category import CategoryModel
+    from embedding.joint import JointEmbedder
     from embedding.text import TextEmbedder
     from niteru.store import ProductStore
 
@@ -58,6 +59,9 @@ class Reloaded:
     text: TextEmbedder | None = None  # set when the text model changed
     category: CategoryModel | None = None  # set when the collection changed and a classifier exists
     routing: RouteTable | None = None  # the new collection's fitted routing table (None: it has none)
+    # The joint model of the collection's text model (None: the collection has no joint vector). Always
+    # read again: a rebuild may retrain it for an unchanged text model.
+    joint: JointEmbedder | None = None
 
 
 class ModelSync:
@@ -87,6 +91,9 @@ class ModelSync:
             wanted = recorded_text_models(self.settings).get(live)
             if wanted is not None and wanted != text_version:
                 reloaded.text = load_text(self.settings, wanted)  # raises: the collection stays unseen
+            from niteru.joint import load_joint
+
+            reloaded.joint = load_joint(self.settings, wanted or text_version)
             if self.collection is not None:
                 reloaded.category = self._load_category()
             reloaded.routing = load_route_table(self.settings, live)

@@ -102,14 +102,19 @@ class Product(ProductFields):
     category_estimated: bool = Field(False, description="The category is the classifier's estimate, not the shop's.")
     image_model_version: str
     text_model_version: str
+    joint_model_version: str | None = Field(None, description="The joint vector's model; None: no joint vector.")
     content_hash: str = Field(description="Hash of fields + image bytes + model versions; unchanged means skip.")
     updated_at: datetime
 
 
-def content_hash(fields: ProductFields, image_sha256: str, image_model: str, text_model: str) -> str:
-    """What decides whether a product must be embedded again: its fields, its image and the models."""
+def content_hash(
+    fields: ProductFields, image_sha256: str, image_model: str, text_model: str, joint_model: str | None = None
+) -> str:
+    """What decides whether a product must be embedded again: its fields, its image and the models. Without
+    a joint model the hash is what it was before the joint vector existed (stored hashes stay valid)."""
     h = hashlib.sha256()
     h.update(fields.model_dump_json().encode())
-    for part in (image_sha256, image_model, text_model):
+    parts = (image_sha256, image_model, text_model) + (() if joint_model is None else (joint_model,))
+    for part in parts:
         h.update(b"\0" + part.encode())
     return h.hexdigest()

@@ -2,8 +2,9 @@
 collection, check it, and swap the alias to it atomically; ``rollback`` swaps back.
 
 1. read every product from the live collection (payload, both vectors);
-2. train fastText + SCDV on their texts (staged: ``CURRENT`` does not move yet) and the classifier;
-3. create a new collection: image vectors copied, text vectors recomputed, in batches with progress;
+2. train fastText + SCDV on their texts (staged: ``CURRENT`` does not move yet) and the classifier; then,
+   on the new text vectors, the joint model (``niteru.joint``, stored under the new text model's version);
+3. create a new collection: image vectors copied, text and joint vectors recomputed, in batches with progress;
 4. catch up with what changed meanwhile: products whose stored fields differ from the copy (or are new)
    are re-read from the live collection and re-embedded, products deleted meanwhile are deleted;
    repeated until a pass finds nothing, the last pass and the swap under the store's lock (in one
@@ -37,17 +38,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from embedding.category import CategoryModel, save_category_model
+from embedding.joint import JointEmbedder
 from embedding.text import TextEmbedder, train_text_model
 from embedding.text.artifact import CURRENT, resolve, set_current
 from niteru.categorize import CategoryTrainingError, category_dir, fit_from_store
 from niteru.gate import gate, save_report
+from niteru.joint import train_for_rebuild
 from niteru.model_config import text_config
 from niteru.model_sync import record_text_model, recorded_text_models
 from niteru.products import ProductFields, content_hash
-from niteru.route_table import drop_route_table, load_route_table, save_route_table
+from niteru.route_table import drop_route_table, save_route_table
 from niteru.settings import Settings
 from niteru.store import ProductPoint, ProductStore, SearchFilter
 
@@ -71,6 +75,7 @@ class RebuildReport:
     swapped: bool = True  # False: the gate refused the new collection (dropped), the live one serves on
     gate: dict[str, Any] = field(default_factory=dict)  # the gate's report (``niteru.gate``); empty: no gate
     routing: str | None = None  # the version of the routing table fitted on the new collection
+    joint_model: str | None = None  # the joint model trained for the new collection (None: none)
 
 
 @contextmanager
@@ -120,21 +125,34 @@ def _file_lock(settings: Settings) -> Iterator[None]:
         os.close(fd)
 
 
-def _with_text(points: list[ProductPoint], text: TextEmbedder) -> list[ProductPoint]:
-    vectors = text.embed([p.product.text for p in points])
-    out = []
-    for p, vector in zip(points, vectors, strict=True):
-        fields = ProductFields.taken_from(p.product)
-        digest = content_hash(fields, p.product.image_sha256, p.product.image_model_version, text.version)
-        product = p.product.model_copy(update={"text_model_version": text.version, "content_hash": digest})
-        out.append(ProductPoint(product, {"image": p.vectors["image"], "text": vector}))
-    return out
+@dataclass(frozen=True)
+class Models:
+    """The new collection's models: what a copied product's text (and joint) vectors are recomputed with."""
+
+    text: TextEmbedder
+    joint: JointEmbedder | None = None
+
+    def points(self, points: list[ProductPoint], text_vectors: np.ndarray | None = None) -> list[ProductPoint]:
+        text, joint = self.text, self.joint
+        vectors = text.embed([p.product.text for p in points]) if text_vectors is None else text_vectors
+        joint_version = None if joint is None else joint.version
+        out = []
+        for p, vector in zip(points, vectors, strict=True):
+            fields = ProductFields.taken_from(p.product)
+            old = p.product
+            digest = content_hash(fields, old.image_sha256, old.image_model_version, text.version, joint_version)
+            update = {"text_model_version": text.version, "joint_model_version": joint_version, "content_hash": digest}
+            named = {"image": p.vectors["image"], "text": vector}
+            if joint is not None:
+                named["joint"] = joint.embed(named["image"], vector)[0]
+            out.append(ProductPoint(p.product.model_copy(update=update), named))
+        return out
 
 
 def _signatures(store: ProductStore) -> dict[str, str]:
     """What identifies a product's state apart from the text model: every stored field but the two the
     rebuild itself rewrites. Compared, not timestamps: a write may carry an older ``updated_at``."""
-    skip = {"text_model_version", "content_hash"}
+    skip = {"text_model_version", "joint_model_version", "content_hash"}
     return {
         p.product.product_id: p.product.model_dump_json(exclude=skip)
         for batch in store.scroll(batch_size=1024, with_vectors=False)
@@ -162,22 +180,26 @@ def rebuild(
             raise RebuildError(f"the live collection holds {len(points)} products: nothing to rebuild from")
         staged = train_text_model([p.product.text for p in points], text_config(settings), make_current=False)
         text = TextEmbedder(text_config(settings), staged).load()
-        new = store.create_version({"image": len(points[0].vectors["image"]), "text": text.dim})
+        text_vectors = text.embed([p.product.text for p in points])  # once: the joint model trains on them
+        models = Models(text, train_for_rebuild(points, text_vectors, text, settings))
+        dims = {"image": len(points[0].vectors["image"]), "text": text.dim}
+        if models.joint is not None:
+            dims["joint"] = models.joint.dim
+        new = store.create_version(dims)
         target = store.pinned(new)
         try:
             with tqdm(total=len(points), desc="rebuild", unit="product") as bar:
                 for i in range(0, len(points), settings.store_batch_size):
                     chunk = points[i : i + settings.store_batch_size]
-                    target.upsert(_with_text(chunk, text))
+                    target.upsert(models.points(chunk, text_vectors[i : i + len(chunk)]))
                     bar.update(len(chunk))
             target.build_index(wait=True)  # Edge: HNSW off the request path (queries meanwhile); else a no-op
             if after_copy is not None:
                 after_copy(target)
-            caught = _catch_up(store, target, text, CATCH_UP_PASSES)
+            caught = _catch_up(store, target, models, CATCH_UP_PASSES)
             _smoke(target)
             routing = _fit_routing(target, new, settings)
-            new_routes = load_route_table(settings, new) if routing else None
-            verdict = gate(store, target, text, settings, force=force, new_routes=new_routes)
+            verdict = gate(store, target, text, settings, force=force, new_joint=models.joint)
         except Exception:
             store.drop(new)
             drop_route_table(settings, new)
@@ -193,10 +215,10 @@ def rebuild(
         record_text_model(settings, new, staged.name)  # before the swap: see niteru.model_sync
         with store.exclusive():  # the last catch-up and the swap: no write of this process between them
             try:
-                caught += _catch_up(store, target, text, 1)
+                caught += _catch_up(store, target, models, 1)
                 # Counted here, not before: with writes going on, a count taken outside this section differs
                 # from the live one by whatever was written in between, and would refuse a sound rebuild.
-                caught += _same_count(store, target, text)
+                caught += _same_count(store, target, models)
             except Exception:
                 store.drop(new)
                 raise
@@ -209,7 +231,7 @@ def rebuild(
         if old_text is not None and previous not in recorded_text_models(settings):
             record_text_model(settings, previous, old_text)
         # After the model files (quick, local): a re-sync that fails must not leave them behind the swap.
-        caught += _resync(store.pinned(previous), target, at_switch, text)
+        caught += _resync(store.pinned(previous), target, at_switch, models)
         dropped = [v for v in store.versions() if v not in (previous, new)]
         for v in dropped:
             store.drop(v)
@@ -219,10 +241,11 @@ def rebuild(
         log.info("rebuild: %s -> %s (%d products, %d caught up)", previous, new, len(points), caught)
         report = RebuildReport(previous, new, target.count(), caught, text.version, dropped, True, verdict.report)
         report.routing = routing
+        report.joint_model = None if models.joint is None else models.joint.version
         return report
 
 
-def _catch_up(live: ProductStore, target: ProductStore, text: TextEmbedder, passes: int) -> int:
+def _catch_up(live: ProductStore, target: ProductStore, models: Models, passes: int) -> int:
     """Make ``target`` hold what ``live`` holds now (new, changed and deleted products), pass after pass
     until a pass finds nothing to do. Returns how many products changed."""
     total = 0
@@ -233,7 +256,7 @@ def _catch_up(live: ProductStore, target: ProductStore, text: TextEmbedder, pass
         for i in range(0, len(changed), 256):
             points = [p for pid in changed[i : i + 256] if (p := live.get(pid, with_vectors=True)) is not None]
             if points:
-                target.upsert(_with_text(points, text))
+                target.upsert(models.points(points))
         for pid in gone:
             target.delete(pid)
         total += len(changed) + len(gone)
@@ -242,7 +265,7 @@ def _catch_up(live: ProductStore, target: ProductStore, text: TextEmbedder, pass
     return total
 
 
-def _resync(old: ProductStore, new: ProductStore, at_switch: dict[str, str], text: TextEmbedder) -> int:
+def _resync(old: ProductStore, new: ProductStore, at_switch: dict[str, str], models: Models) -> int:
     """Carry over what other processes wrote to ``old`` after the last catch-up (see step 6): products
     whose state differs between the two collections, where ``new`` still holds what the rebuild put there
     (``at_switch``); a product written in ``new`` since the swap keeps that later write."""
@@ -252,7 +275,7 @@ def _resync(old: ProductStore, new: ProductStore, at_switch: dict[str, str], tex
     for i in range(0, len(changed), 256):
         points = [p for pid in changed[i : i + 256] if (p := old.get(pid, with_vectors=True)) is not None]
         if points:
-            new.upsert(_with_text(points, text))
+            new.upsert(models.points(points))
     for pid in untouched:
         if pid not in then:
             new.delete(pid)
@@ -261,7 +284,7 @@ def _resync(old: ProductStore, new: ProductStore, at_switch: dict[str, str], tex
     return len(untouched)
 
 
-def _same_count(live: ProductStore, target: ProductStore, text: TextEmbedder) -> int:
+def _same_count(live: ProductStore, target: ProductStore, models: Models) -> int:
     """The copy holds as many products as the live collection. In this process nothing writes meanwhile
     (``exclusive``); writers in other processes (a Qdrant server) may still add or delete one between the
     last pass and the count, so a difference gets one more pass before it counts as a broken copy."""
@@ -270,7 +293,7 @@ def _same_count(live: ProductStore, target: ProductStore, text: TextEmbedder) ->
         if target.count() == live.count():
             return caught
         if attempt == 0:
-            caught += _catch_up(live, target, text, 1)
+            caught += _catch_up(live, target, models, 1)
     raise RebuildError(f"the new collection holds {target.count()} products, the live one {live.count()}")
 
 

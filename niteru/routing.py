@@ -11,7 +11,8 @@ The table of weights by category comes from one of three places, said in every r
 ``mode=auto`` takes the product's own category when the shop gave it. When the category was estimated
 (or a caller has only an estimate), the policies of the likely categories are blended by their
 probabilities, so an uncertain product between fashion and cosmetics gets weights in between rather than
-a coin flip. The fixed modes ignore the category: ``image``, ``text``, and ``hybrid`` (50/50).
+a coin flip. The fixed modes ignore the category: ``image``, ``text``, ``hybrid`` (50/50) and ``joint``
+(the learned vector alone, ``niteru.joint``; ``auto`` gives it weight 0 until routing is fitted to it).
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ class Mode(StrEnum):
     image = "image"
     text = "text"
     hybrid = "hybrid"
+    joint = "joint"
 
 
 FIXED_WEIGHTS: dict[Mode, dict[str, float]] = {
     Mode.image: {"image": 1.0, "text": 0.0},
     Mode.text: {"image": 0.0, "text": 1.0},
     Mode.hybrid: {"image": 0.5, "text": 0.5},
+    Mode.joint: {"joint": 1.0},
 }
 
 RouteSource = Literal["mode", "known", "estimated"]

@@ -114,6 +114,25 @@ class Settings(BaseSettings):
     text_seed: int = Field(0, ge=0, description="Seed of fastText, the GMM and the PCA.")
     text_threads: int = Field(2, ge=1, le=64, description="fastText training threads (1 makes training repeatable).")
 
+    # --- the joint vector (embedding/joint, niteru/joint.py): trained at rebuild on image + text -------
+    joint_enabled: bool = Field(
+        True, description="Train the joint vector at rebuild (off: collections keep two vectors)."
+    )
+    joint_dim: int = Field(128, ge=8, le=1024, description="Width of the joint vector.")
+    joint_hidden: int = Field(512, ge=8, le=4096, description="Width of the joint network's hidden layer.")
+    joint_epochs: int = Field(12, ge=1, le=200, description="Training epochs of the joint network.")
+    joint_label_weight: float = Field(0.5, ge=0, description="Weight of the subcategory (supervised contrastive) term.")
+    joint_structure_weight: float = Field(
+        2.0, ge=0, description="Weight of the term keeping the raw image+text cosines (look-alike)."
+    )
+    joint_reshoot: int = Field(
+        800,
+        ge=0,
+        description="Products whose catalog photo is re-shot (cropped, turned...) and re-embedded at rebuild.",
+    )
+    joint_min_products: int = Field(200, ge=2, description="Fewer labelled products: no joint model is trained.")
+    joint_seed: int = Field(0, ge=0, description="Seed of the joint training and its augmentations.")
+
     # --- catalog store (Qdrant), ingest and the REST API (niteru/store, niteru/ingest.py, api/) -------
     store_engine: Literal["edge", "qdrant"] = Field(
         "edge",

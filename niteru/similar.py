@@ -13,6 +13,7 @@ import numpy as np
 
 from niteru.categorize import Estimator
 from niteru.fusion import RULES, Fusion, Share
+from niteru.refusals import Refusal
 from niteru.route_table import RouteTable
 from niteru.routing import Mode, Route, route
 from niteru.settings import Settings
@@ -157,6 +158,13 @@ def _similar_to(
         exclude_product_ids=(*exclude, *f.exclude_product_ids),
     )
     vectors = {n: v for n, v in product.vectors.items() if taken.weights.get(n, 0.0) > 0}
+    if not vectors:  # mode=joint on a collection built before any joint model
+        missing = ", ".join(n for n, w in taken.weights.items() if w > 0)
+        raise Refusal(
+            "no_vector",
+            f"product {label!r} has no {missing} vector: the joint model is trained by the next rebuild",
+            status=409,
+        )
     # The request's fusion, else the fitted row's, else the setting's.
     fusion = options.fusion or taken.fusion or settings.fusion
     query = _Query(vectors, taken.weights, search_filter, fusion, options.diversity)

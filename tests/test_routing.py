@@ -22,7 +22,9 @@ from niteru.store import Hit, SearchFilter
 from tests.store_fixtures import Ingested
 
 FUSIONS = [f.value for f in Fusion]
-MODES = [m.value for m in Mode]
+# The session's store was ingested, never rebuilt: it has no joint vectors (mode=joint is tested below and in
+# tests/test_joint.py).
+MODES = [m.value for m in Mode if m is not Mode.joint]
 
 
 def first(rows: list[CatalogRow], category: str) -> CatalogRow:
@@ -95,6 +97,15 @@ def assert_same_ranking(hits: list[Hit], image_hits: list[Hit]) -> None:
     ids = [h.product.product_id for h in hits]
     assert sorted(ids) == sorted(cosine)
     assert [cosine[i] for i in ids] == [round(h.score, 5) for h in image_hits]
+
+
+@pytest.mark.weights
+@pytest.mark.catalog
+def test_mode_joint_before_any_rebuild_answers_409_saying_why(client: TestClient, ingested: Ingested) -> None:
+    row = first(ingested.good, "home")
+    r = client.get(f"/v1/products/{row.product_id}/similar", params={"mode": "joint"})
+    assert r.status_code == 409
+    assert "joint" in r.json()["detail"] and "rebuild" in r.json()["detail"]
 
 
 @pytest.mark.weights

@@ -132,7 +132,11 @@ async def similar(
     request: Request,
     k: Annotated[int, Query(ge=1, description="How many products (at most api_max_k).")] = 10,
     mode: Annotated[
-        Mode, Query(description="auto routes by the product's category; image, text and hybrid (50/50) do not.")
+        Mode,
+        Query(
+            description="auto routes by the product's category; image, text, hybrid (50/50) and joint (the "
+            "learned vector; 409 before a rebuild trained it) do not."
+        ),
     ] = Mode.auto,
     fusion: Annotated[
         Fusion | None, Query(description="Fusion of the image and text lists (default: the fusion setting).")

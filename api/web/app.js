@@ -78,7 +78,7 @@ function card(item, onClick) {
     scores.className = "scores";
     const e = item.explain;
     scores.textContent = e
-      ? `fused ${fmt(e.fused_score)} · image ${fmt(e.image_score)} · text ${fmt(e.text_score)}`
+      ? `fused ${fmt(e.fused_score)} · image ${fmt(e.image_score)} · text ${fmt(e.text_score)}` + (e.joint_score == null ? "" : ` · joint ${fmt(e.joint_score)}`)
       : `score ${fmt(item.score)}`;
     el.append(scores);
   }

@@ -4,7 +4,7 @@ Two engines sit behind it: Qdrant Edge in-process (``edge.py``) and qdrant-clien
 implements only the primitives of ``primitives.py`` (retrieve, query a batch of plans, scroll a page, count, write
 under a condition, delete, create/alias/drop a collection, vector sizes). Searches are planned once
 (``plan.py``) and the engines translate the plan; ``tests/test_store.py`` runs every test on both.
-Vectors are named: ``image`` and ``text`` (``VECTOR_NAMES``).
+Vectors are named: ``image``, ``text`` and, once a rebuild trained its model, ``joint`` (``VECTOR_NAMES``).
 """
 
 from __future__ import annotations

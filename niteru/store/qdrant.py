@@ -90,7 +90,9 @@ class QdrantProductStore(ProductStore):
             return [c.name for c in self.client.get_collections().collections]
 
     def _create_collection(self, name: str, dims: Mapping[str, int]) -> None:
-        vectors = {n: models.VectorParams(size=dims[n], distance=models.Distance.COSINE) for n in VECTOR_NAMES}
+        vectors = {
+            n: models.VectorParams(size=dims[n], distance=models.Distance.COSINE) for n in VECTOR_NAMES if n in dims
+        }
         with self._call(), warnings.catch_warnings():
             self.client.create_collection(name, vectors_config=vectors)
             # The embedded store ignores payload indexes (and warns); they are declared anyway so the

@@ -14,7 +14,9 @@ import numpy as np
 
 from niteru.products import Product, point_id
 
-VECTOR_NAMES = ("image", "text")
+# ``joint`` exists only once a rebuild trained the joint model: a collection holds the names it was created
+# with (its dims), and a product of such a collection has each of them.
+VECTOR_NAMES = ("image", "text", "joint")
 # A point as the engines write it: id, named vectors as float lists, payload.
 Row = tuple[str, dict[str, list[float]], dict[str, Any]]
 # Payload indexes of every collection: the filters' keys, and product_id/image_version for the
