@@ -66,7 +66,17 @@ def train_for_rebuild(
     config = joint_config(settings)
     if not settings.joint_enabled:
         return None
-    rows = [i for i, p in enumerate(points) if p.product.category and not p.product.category_estimated]
+    from niteru.route_fit import in_validation
+
+    # The routing fit's validation products are left out: the fit then weighs the joint vector by what it
+    # does for products its model never saw, not by labels it learned (it would over-weight it).
+    rows = [
+        i
+        for i, p in enumerate(points)
+        if p.product.category
+        and not p.product.category_estimated
+        and not (settings.route_fit and in_validation(p.product.product_id, settings))
+    ]
     if len(rows) < config.min_products:
         log.warning("joint model not trained: %d labelled products (at least %d)", len(rows), config.min_products)
         return None
