@@ -63,7 +63,7 @@ def test_a_new_collection_has_the_configured_quantization_per_vector(
 def test_a_migration_creates_the_target_with_the_target_quantization(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     points = [make_point(i, 3, rng) for i in range(40)]
-    plain = Settings(data_dir=tmp_path / "a", store_engine="edge")
+    plain = Settings(data_dir=tmp_path / "a", store_engine="edge", quantization_image="none")
     turbo = Settings(
         data_dir=tmp_path / "b", store_engine="edge", quantization_image="turbo", edge_indexing_threshold_kb=1
     )
