@@ -85,7 +85,7 @@ class Edge:
 
         shutil.rmtree(self.root, ignore_errors=True)
         t0 = time.perf_counter()
-        config = qe.EdgeConfig(vectors={"image": qe.EdgeVectorParams(size=x.shape[1], distance=qe.Distance.Cosine)})
+        config = qe.EdgeConfig(vectors={"image": self.vector_params(x.shape[1])})
         self.shard = qe.EdgeShard.create(str(self.root), config)
         self.shard.update(qe.UpdateOperation.create_field_index("category", qe.PayloadSchemaType.Keyword))
         for s in range(0, len(x), 1000):
@@ -96,6 +96,16 @@ class Edge:
             self.shard.update(qe.UpdateOperation.upsert_points(points))
         self.shard.flush()
         return time.perf_counter() - t0
+
+    def vector_params(self, dim: int) -> Any:
+        import qdrant_edge as qe
+
+        return qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
+
+    def search_params(self) -> Any:
+        import qdrant_edge as qe
+
+        return qe.SearchParams(hnsw_ef=self.hnsw_ef, exact=self.exact)
 
     def optimize(self) -> float:
         """The HNSW build, timed in this process (the store runs it in a child process on a copy)."""
@@ -110,7 +120,7 @@ class Edge:
         record: Any = self.shard.retrieve([pid(i)], with_payload=False, with_vector=True)[0]
         must: Any = [qe.FieldCondition(key="category", match=qe.MatchValue(category))] if category else None
         f = qe.Filter(must=must, must_not=[qe.HasIdCondition({pid(i)})])
-        params = qe.SearchParams(hnsw_ef=self.hnsw_ef, exact=self.exact)
+        params = self.search_params()
         hits = self.shard.query(
             qe.QueryRequest(
                 limit=K, query=qe.Query.Nearest(record.vector["image"], using="image"), filter=f, params=params

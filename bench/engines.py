@@ -12,7 +12,14 @@ vector of a product, its 10 nearest other products), unfiltered and in the produ
 p50/p95 and recall@10 against exact search (numpy). Medians of ``--runs`` runs. Writes
 bench/results/engines.{json,md}.
 
+``--engines quant`` measures Edge with the image vector quantized instead (``engine_quant.py``: each
+variant of ``--quant``, its codes' bytes and a fresh process's RSS beside latency and recall); ``--out``
+names the results file:
+
     .venv/bin/python bench/engines.py            # make bench-engines
+    .venv/bin/python bench/engines.py --sets catalog --engines quant --out quantization-13k
+    .venv/bin/python bench/engines.py --sets 100k --engines quant --quant none scalar binary:2 turbo:2 turbo:4 \
+        --out quantization-100k
 """
 
 from __future__ import annotations
@@ -34,8 +41,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine_backends import Edge, FaissFlat, K, QdrantLocal, folder_bytes  # noqa: E402  (bench/ is on sys.path as a script)
+from engine_quant import run_variant  # noqa: E402
 
 from niteru.catalog import read_catalog  # noqa: E402
+
+ENGINES = ("qdrant-local", "edge", "faiss", "quant")
+# Quantized image vectors (engine_quant.py): the store's kinds, each at the settings' default and at
+# the setting that makes the codes at least 8x smaller than float32 where the default does not.
+VARIANTS = ["none", "scalar", "product:16", "product:32", "binary:1", "binary:2", "turbo:2", "turbo:4"]
 
 RESULTS = REPO / "bench" / "results"
 
@@ -119,36 +132,43 @@ def bench_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
     qsets = {case: (queries, exact_truth(x, c, queries, case == "category")) for case in ("all", "category")}
     few = {case: (qs[: args.local_queries], t[: args.local_queries]) for case, (qs, t) in qsets.items()}
     work = args.work / name
-    rows = []
-    local = QdrantLocal(work / "qdrant-local")
-    load = local.load(x, cats)
-    rows.append(
-        run_engine(local, "qdrant local mode", x, cats, few if len(x) > 20_000 else qsets, args.runs, None, load)
-        | {"reopen_s": local.reopen(), "disk_mb": folder_bytes(local.root) / 1e6}
-    )
-    local.close()
-    edge = Edge(work / "edge", args.hnsw_ef)
-    load = edge.load(x, cats)
-    edge.exact = True
-    rows.append(
-        run_engine(edge, "edge, exact (no index yet)", x, cats, qsets, args.runs, None, load)
-        | {"reopen_s": edge.reopen(), "disk_mb": folder_bytes(edge.root) / 1e6}
-    )
-    build = edge.optimize()
-    edge.exact = False
-    rows.append(
-        run_engine(edge, f"edge, HNSW (ef {args.hnsw_ef})", x, cats, qsets, args.runs, build, load)
-        | {"reopen_s": edge.reopen(), "disk_mb": folder_bytes(edge.root) / 1e6}
-    )
-    edge.close()
-    flat = FaissFlat(work / "faiss")
-    load = flat.load(x, cats)
-    rows.append(
-        run_engine(flat, "faiss flat", x, cats, qsets, args.runs, None, load)
-        | {"reopen_s": flat.reopen(), "disk_mb": folder_bytes(flat.root) / 1e6}
-    )
+    rows, quant = [], []
+    if "qdrant-local" in args.engines:
+        local = QdrantLocal(work / "qdrant-local")
+        load = local.load(x, cats)
+        rows.append(
+            run_engine(local, "qdrant local mode", x, cats, few if len(x) > 20_000 else qsets, args.runs, None, load)
+            | {"reopen_s": local.reopen(), "disk_mb": folder_bytes(local.root) / 1e6}
+        )
+        local.close()
+    if "edge" in args.engines:
+        edge = Edge(work / "edge", args.hnsw_ef)
+        load = edge.load(x, cats)
+        edge.exact = True
+        rows.append(
+            run_engine(edge, "edge, exact (no index yet)", x, cats, qsets, args.runs, None, load)
+            | {"reopen_s": edge.reopen(), "disk_mb": folder_bytes(edge.root) / 1e6}
+        )
+        build = edge.optimize()
+        edge.exact = False
+        rows.append(
+            run_engine(edge, f"edge, HNSW (ef {args.hnsw_ef})", x, cats, qsets, args.runs, build, load)
+            | {"reopen_s": edge.reopen(), "disk_mb": folder_bytes(edge.root) / 1e6}
+        )
+        edge.close()
+    if "faiss" in args.engines:
+        flat = FaissFlat(work / "faiss")
+        load = flat.load(x, cats)
+        rows.append(
+            run_engine(flat, "faiss flat", x, cats, qsets, args.runs, None, load)
+            | {"reopen_s": flat.reopen(), "disk_mb": folder_bytes(flat.root) / 1e6}
+        )
+    if "quant" in args.engines:
+        for variant in args.quant:
+            quant.append(run_variant(variant, work, x, cats, qsets, args.runs, args.hnsw_ef, args.oversampling))
+            shutil.rmtree(work / f"quant-{variant.replace(':', '-')}", ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
-    return {"set": name, "vectors": len(x), "dim": int(x.shape[1]), "source": source, "rows": rows}
+    return {"set": name, "vectors": len(x), "dim": int(x.shape[1]), "source": source, "rows": rows, "quant": quant}
 
 
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
@@ -163,9 +183,12 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "process on a copy while queries go on).",
     ]
     for r in results:
+        lines += ["", f"## {r['set']}: {r['vectors']:,} x {r['dim']}-d ({r['source']})"]
+        if r.get("quant"):
+            lines += quant_table(r["quant"], r["dim"])
+        if not r["rows"]:
+            continue
         lines += [
-            "",
-            f"## {r['set']}: {r['vectors']:,} x {r['dim']}-d ({r['source']})",
             "",
             "| engine | p50 ms | p95 ms | recall@10 | +category p50 | p95 | recall@10 "
             "| load s | build s | reopen s | disk MB |",
@@ -182,6 +205,24 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def quant_table(rows: list[dict[str, Any]], dim: int) -> list[str]:
+    lines = [
+        "",
+        "| image vector | B/vector in RAM | x less than float32 | RSS MB (anon / file) | p50 ms | p95 ms | recall@10 "
+        "| +category p50 | p95 | recall@10 | build s | disk MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        a, c = row["all"], row["category"]
+        lines.append(
+            f"| {row['variant']} | {row['bytes_per_vector']:.0f} | {dim * 4 / row['bytes_per_vector']:.1f} | "
+            f"{row['rss_mb']:.0f} ({row['anon_mb']:.0f} / {row['file_mb']:.0f}) | {a['p50']:.2f} | {a['p95']:.2f} | "
+            f"{a['recall']:.3f} | {c['p50']:.2f} | {c['p95']:.2f} | {c['recall']:.3f} | {row['build_s']:.1f} | "
+            f"{row['disk_mb']:.0f} |"
+        )
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=["catalog", "100k"], choices=["catalog", "100k"])
@@ -193,6 +234,11 @@ def main() -> None:
     ap.add_argument("--local-queries", type=int, default=20)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--hnsw-ef", type=int, default=128)
+    # quant is asked for by name: its variants (PQ's training above all) take far longer than the rest.
+    ap.add_argument("--engines", nargs="+", default=["qdrant-local", "edge", "faiss"], choices=ENGINES)
+    ap.add_argument("--quant", nargs="+", default=VARIANTS, help="quant variants: kind[:parameter]")
+    ap.add_argument("--oversampling", type=float, default=2.0, help="quant: candidates per result, then rescored")
+    ap.add_argument("--out", default="engines", help="results file name in bench/results (without suffix)")
     args = ap.parse_args()
     load_before = os.getloadavg()[0]
     results = [bench_set(name, args) for name in args.sets]
@@ -204,9 +250,9 @@ def main() -> None:
         "runs": args.runs,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "engines.json").write_text(json.dumps({"meta": meta, "sets": results}, indent=2))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps({"meta": meta, "sets": results}, indent=2))
     text = markdown(results, meta)
-    (RESULTS / "engines.md").write_text(text)
+    (RESULTS / f"{args.out}.md").write_text(text)
     print(text)
 
 

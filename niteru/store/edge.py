@@ -26,6 +26,7 @@ from niteru.store.edge_plan import to_filter, to_request
 from niteru.store.edge_shards import EdgeShards
 from niteru.store.local_fusion import is_fused, run_fused
 from niteru.store.plan import Conditions, QueryPlan
+from niteru.store.quantization import configured
 from niteru.store.records import PAYLOAD_INDEXES, Row
 
 
@@ -45,6 +46,7 @@ class EdgeProductStore(ProductStore):
         # Fused plans run as plain queries fused here (``local_fusion``), or as Edge's own fused query (same
         # answers; tests and benchmarks flip this to compare the two).
         self.fuse_locally = settings.edge_fuse_locally
+        self.quantization = configured(settings)  # for new collections, and the searches of quantized vectors
 
     # --- primitives ------------------------------------------------------------------------------------
     def _alias_target(self, refresh: bool) -> str | None:
@@ -53,14 +55,14 @@ class EdgeProductStore(ProductStore):
     def _collections(self) -> list[str]:
         return list(self.shards.state.dirs)
 
-    def _create_collection(self, name: str, dims: Mapping[str, int]) -> None:
+    def _create_collection(self, name: str, dims: Mapping[str, int], quantized: bool = True) -> None:
         qe = _qe()
         kinds = {
             "keyword": qe.PayloadSchemaType.Keyword,
             "integer": qe.PayloadSchemaType.Integer,
             "float": qe.PayloadSchemaType.Float,
         }
-        shard = self.shards.create(name, dims)
+        shard = self.shards.create(name, dims, self.quantization if quantized else {})
         # Default index parameters on purpose: a keyword index with HNSW links turned off (enable_hnsw=False)
         # leaves the filtered graph disconnected, and filtered searches then miss results.
         for key, kind in PAYLOAD_INDEXES.items():
@@ -91,7 +93,10 @@ class EdgeProductStore(ProductStore):
         return [run_fused(p, run_plain, retrieve) if is_fused(p) else run_plain([p])[0] for p in plans]
 
     def _engine_batch(self, version: str, plans: Sequence[QueryPlan]) -> list[Sequence[Any]]:
-        shard, requests = self.shards.get(version), [to_request(p, self.settings.edge_hnsw_ef) for p in plans]
+        shard, requests = (
+            self.shards.get(version),
+            [to_request(p, self.settings.edge_hnsw_ef, self.quantization) for p in plans],
+        )
         if len(requests) == 1:
             return [shard.query(requests[0])]
         return shard.query_batch(_qe().QueryBatchRequest(requests))  # type: ignore[no-any-return]
@@ -131,6 +136,7 @@ class EdgeProductStore(ProductStore):
             "indexed_vectors": int(shard_info.indexed_vectors_count),
             "segments": int(shard_info.segments_count),
             "index_building": self.shards.building(self.collection),
+            **{f"quantization_{n}": kind for n, kind in self.shards.quantization(self.collection).items()},
             "disk_bytes": disk_bytes(self.settings.store_path),
         }
 

@@ -7,10 +7,12 @@ as it does on qdrant-client. A few calls the stubs get wrong: ``HasIdCondition``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from niteru.fusion import Dbsf, Rrf, WeightedSum
 from niteru.store.plan import Between, Condition, Conditions, Match, Nearest, Prefetch, QueryPlan
+from niteru.store.quantization import VectorQuantization
 
 
 def _qe() -> Any:
@@ -39,13 +41,13 @@ def _nearest(q: Nearest) -> Any:
     return _qe().Query.Nearest(q.vector, using=q.using)
 
 
-def _prefetch(p: Prefetch, params: Any) -> Any:
+def _prefetch(p: Prefetch, params: Callable[[str], Any]) -> Any:
     return _qe().Prefetch(
         limit=p.limit,
         query=_nearest(p.query),
         prefetches=[_prefetch(s, params) for s in p.sources] or None,
         filter=to_filter(p.filter),
-        params=params,
+        params=params(p.query.using),
     )
 
 
@@ -62,16 +64,37 @@ def _fusion(q: WeightedSum | Rrf | Dbsf) -> Any:
     return qe.Fusion.Dbsf()
 
 
-def to_request(plan: QueryPlan, hnsw_ef: int) -> Any:
+def search_params(
+    plan: QueryPlan, hnsw_ef: int, quantization: Mapping[str, VectorQuantization]
+) -> Callable[[str], Any]:
+    """The search parameters of each named vector: a quantized one rescored with oversampling; an exact
+    plan (the ground truth of tests and rebuild checks) reads the float32 originals only."""
+    qe = _qe()
+
+    def params(using: str) -> Any:
+        q = quantization.get(using)
+        if q is None:
+            return qe.SearchParams(hnsw_ef=hnsw_ef, exact=plan.exact)
+        tuning = (
+            qe.QuantizationSearchParams(ignore=True)
+            if plan.exact
+            else qe.QuantizationSearchParams(rescore=q.rescore, oversampling=q.oversampling)
+        )
+        return qe.SearchParams(hnsw_ef=hnsw_ef, exact=plan.exact, quantization=tuning)
+
+    return params
+
+
+def to_request(plan: QueryPlan, hnsw_ef: int, quantization: Mapping[str, VectorQuantization] | None = None) -> Any:
     """The plan as an Edge request; the search parameters go where the vectors are searched."""
     qe = _qe()
-    params = qe.SearchParams(hnsw_ef=hnsw_ef, exact=plan.exact)
+    params = search_params(plan, hnsw_ef, quantization or {})
     common = {"limit": plan.limit, "filter": to_filter(plan.filter), "with_payload": plan.with_payload}
     common["with_vector"] = plan.fetch_vectors
     if isinstance(plan.query, Nearest):
         q, mmr = plan.query, plan.mmr
         # Edge takes MMR's lambda (the weight of relevance), the server its complement, diversity.
         query = _nearest(q) if mmr is None else qe.Mmr(q.vector, 1.0 - mmr.diversity, mmr.candidates, using=q.using)
-        return qe.QueryRequest(query=query, params=params, **common)
+        return qe.QueryRequest(query=query, params=params(q.using), **common)
     prefetches = [_prefetch(p, params) for p in plan.prefetches]
     return qe.QueryRequest(prefetches=prefetches, query=_fusion(plan.query), **common)

@@ -26,9 +26,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from niteru.settings import Settings
+from niteru.settings import QuantizationKind, Settings
 from niteru.store.edge_layout import OwnerLock, fsync_tree, next_dir, read_state, remove_orphans, write_state
 from niteru.store.edge_leases import ShardHandle, ShardLeases
+from niteru.store.quantization import VectorQuantization, edge_kinds, edge_vector_options
 from niteru.store.records import StoreError, StoreUnavailableError, UnknownCollectionError
 
 log = logging.getLogger(__name__)
@@ -83,13 +84,17 @@ class EdgeShards:
 
                 self._leases.replace(version, qe.EdgeShard.load(str(self.root / folder)), None)
 
-    def create(self, version: str, dims: Mapping[str, int]) -> Any:
+    def create(self, version: str, dims: Mapping[str, int], quantization: Mapping[str, VectorQuantization]) -> Any:
+        """A new empty shard with cosine vectors of ``dims``, those named in ``quantization`` quantized."""
         import qdrant_edge as qe
 
         kb = self.settings.edge_indexing_threshold_kb
+        vectors = {
+            n: qe.EdgeVectorParams(size=int(d), distance=qe.Distance.Cosine, **edge_vector_options(quantization.get(n)))
+            for n, d in dims.items()
+        }
         config = qe.EdgeConfig(
-            vectors={n: qe.EdgeVectorParams(size=int(d), distance=qe.Distance.Cosine) for n, d in dims.items()},
-            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=kb) if kb else None,
+            vectors=vectors, optimizers=qe.EdgeOptimizersConfig(indexing_threshold=kb) if kb else None
         )
         with self.lock:
             folder = next_dir(self.root, version, None)
@@ -108,6 +113,13 @@ class EdgeShards:
             config = json.loads((self.root / folder / "edge_config.json").read_text())
             self._dims[version] = {n: int(v["size"]) for n, v in config["vectors"].items()}
         return self._dims[version]
+
+    def quantization(self, version: str) -> dict[str, QuantizationKind]:
+        """Each named vector's quantization, as the shard's config file says (not the settings)."""
+        folder = self.state.dirs.get(version)
+        if folder is None:
+            raise UnknownCollectionError(f"no collection {version!r} in {self.root}")
+        return edge_kinds(self.root / folder)
 
     def set_alias(self, alias: str, version: str) -> None:
         with self.lock:

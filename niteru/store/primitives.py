@@ -32,8 +32,9 @@ class EnginePrimitives(ABC):
     def _collections(self) -> list[str]: ...
 
     @abstractmethod
-    def _create_collection(self, name: str, dims: Mapping[str, int]) -> None:
-        """A new empty collection with cosine vectors of ``dims`` and the ``PAYLOAD_INDEXES``."""
+    def _create_collection(self, name: str, dims: Mapping[str, int], quantized: bool = True) -> None:
+        """A new empty collection with cosine vectors of ``dims`` and the ``PAYLOAD_INDEXES``; with
+        ``quantized``, the vectors the settings quantize are (not the tombstones' one-value vectors)."""
 
     @abstractmethod
     def _point_alias(self, version: str) -> None:

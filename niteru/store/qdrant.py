@@ -20,10 +20,11 @@ import httpx
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from niteru.settings import Settings
+from niteru.settings import QuantizationKind, Settings
 from niteru.store.base import ProductStore
 from niteru.store.plan import Conditions, QueryPlan
 from niteru.store.qdrant_plan import to_filter, to_request
+from niteru.store.quantization import VectorQuantization, configured, kind_of
 from niteru.store.records import PAYLOAD_INDEXES, VECTOR_NAMES, Row, StoreUnavailableError
 
 SCHEMA_TYPES = {
@@ -47,6 +48,9 @@ class QdrantProductStore(ProductStore):
         self._collection: str | None = None  # the alias's collection, as last read
         self._sizes: dict[str, dict[str, int]] = {}  # vector sizes by collection (shared with pinned views)
         self.client = self._connect()
+        self.quantization = configured(settings)
+        # Local mode searches exactly (it has no quantized codes to rescore, and warns about search params).
+        self._search_quantization = {} if self.embedded else self.quantization
 
     def _connect(self) -> QdrantClient:
         s = self.settings
@@ -89,10 +93,9 @@ class QdrantProductStore(ProductStore):
         with self._call():
             return [c.name for c in self.client.get_collections().collections]
 
-    def _create_collection(self, name: str, dims: Mapping[str, int]) -> None:
-        vectors = {
-            n: models.VectorParams(size=dims[n], distance=models.Distance.COSINE) for n in VECTOR_NAMES if n in dims
-        }
+    def _create_collection(self, name: str, dims: Mapping[str, int], quantized: bool = True) -> None:
+        quantization = self.quantization if quantized else {}
+        vectors = {n: vector_params(dims[n], quantization.get(n)) for n in VECTOR_NAMES if n in dims}
         with self._call(), warnings.catch_warnings():
             self.client.create_collection(name, vectors_config=vectors)
             # The embedded store ignores payload indexes (and warns); they are declared anyway so the
@@ -123,13 +126,25 @@ class QdrantProductStore(ProductStore):
             self._sizes[version] = {n: v.size for n, v in params.items()} if isinstance(params, dict) else {}
         return self._sizes[version]
 
+    def quantization_of(self, version: str) -> dict[str, QuantizationKind]:
+        """Each named vector's quantization, as the collection's config says (not the settings)."""
+        with self._call():
+            params = self.client.get_collection(version).config.params.vectors
+        vectors = params if isinstance(params, dict) else {}
+        return {
+            n: kind_of(v.quantization_config.model_dump() if v.quantization_config else None)
+            for n, v in vectors.items()
+        }
+
     def _retrieve(self, version: str, ids: list[str], payload: bool | list[str], vectors: bool) -> Sequence[Any]:
         with self._call():
             return self.client.retrieve(version, ids, with_payload=payload, with_vectors=vectors)
 
     def _query_batch(self, version: str, plans: Sequence[QueryPlan]) -> list[Sequence[Any]]:
         with self._call():
-            responses = self.client.query_batch_points(version, [to_request(p) for p in plans])
+            responses = self.client.query_batch_points(
+                version, [to_request(p, self._search_quantization) for p in plans]
+            )
         return [r.points for r in responses]
 
     def _scroll_page(self, version: str, offset: Any, limit: int, vectors: bool) -> tuple[Sequence[Any], Any]:
@@ -164,6 +179,7 @@ class QdrantProductStore(ProductStore):
             "alias": self.alias,
             "collection": self.collection,
             "points": self.count(),
+            **{f"quantization_{n}": kind for n, kind in self.quantization_of(self.collection).items()},
             "disk_bytes": disk,
         }
 
@@ -172,6 +188,36 @@ class QdrantProductStore(ProductStore):
             return
         with self.lock:
             self.client.close()
+
+
+def vector_params(size: int, q: VectorQuantization | None) -> models.VectorParams:
+    """A cosine vector of ``size``, quantized as ``q`` (codes always in RAM, float32 originals on disk)."""
+    if q is None:
+        return models.VectorParams(size=size, distance=models.Distance.COSINE)
+    config: models.QuantizationConfig
+    # always_ram rather than the newer ``memory``: a server older than qdrant-client knows the former.
+    if q.kind == "scalar":
+        scalar = models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=q.scalar_quantile, always_ram=True
+        )
+        config = models.ScalarQuantization(scalar=scalar)
+    elif q.kind == "product":
+        compression = models.CompressionRatio(f"x{q.pq_compression}")
+        config = models.ProductQuantization(
+            product=models.ProductQuantizationConfig(compression=compression, always_ram=True)
+        )
+    elif q.kind == "binary":
+        encoding = models.BinaryQuantizationEncoding(BINARY_ENCODING_VALUES[q.binary_bits])
+        config = models.BinaryQuantization(binary=models.BinaryQuantizationConfig(encoding=encoding, always_ram=True))
+    else:
+        bits = models.TurboQuantBitSize("bits" + q.turbo_bits.replace(".", "_"))
+        config = models.TurboQuantization(turbo=models.TurboQuantQuantizationConfig(bits=bits, always_ram=True))
+    return models.VectorParams(
+        size=size, distance=models.Distance.COSINE, on_disk=q.originals_on_disk or None, quantization_config=config
+    )
+
+
+BINARY_ENCODING_VALUES = {"1": "one_bit", "1.5": "one_and_half_bits", "2": "two_bits"}
 
 
 class _NoLock(contextlib.AbstractContextManager[None]):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from qdrant_client import models
 
 from niteru.fusion import Dbsf, Rrf, WeightedSum
 from niteru.store.plan import Between, Condition, Conditions, Match, Nearest, Prefetch, QueryPlan
+from niteru.store.quantization import VectorQuantization
 
 
 def to_filter(c: Conditions | None) -> models.Filter | None:
@@ -23,12 +26,13 @@ def _condition(c: Condition) -> models.Condition:
     return models.HasIdCondition(has_id=list(c.point_ids))
 
 
-def _prefetch(p: Prefetch) -> models.Prefetch:
+def _prefetch(p: Prefetch, params: Callable[[str], models.SearchParams | None]) -> models.Prefetch:
     return models.Prefetch(
-        prefetch=[_prefetch(s) for s in p.sources] or None,
+        prefetch=[_prefetch(s, params) for s in p.sources] or None,
         query=p.query.vector,
         using=p.query.using,
         filter=to_filter(p.filter),
+        params=params(p.query.using),
         limit=p.limit,
     )
 
@@ -51,13 +55,32 @@ def _query(plan: QueryPlan) -> models.Query | list[float]:
     return models.FusionQuery(fusion=models.Fusion.DBSF)
 
 
-def to_request(plan: QueryPlan) -> models.QueryRequest:
+def search_params(
+    plan: QueryPlan, quantization: Mapping[str, VectorQuantization]
+) -> Callable[[str], models.SearchParams | None]:
+    """The search parameters of each named vector: a quantized one rescored with oversampling; an exact
+    plan reads the float32 originals only."""
+
+    def params(using: str) -> models.SearchParams | None:
+        q = quantization.get(using)
+        if q is None:
+            return models.SearchParams(exact=True) if plan.exact else None
+        if plan.exact:
+            return models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
+        tuning = models.QuantizationSearchParams(rescore=q.rescore, oversampling=q.oversampling)
+        return models.SearchParams(quantization=tuning)
+
+    return params
+
+
+def to_request(plan: QueryPlan, quantization: Mapping[str, VectorQuantization] | None = None) -> models.QueryRequest:
+    params = search_params(plan, quantization or {})
     return models.QueryRequest(
-        prefetch=[_prefetch(p) for p in plan.prefetches] or None,
+        prefetch=[_prefetch(p, params) for p in plan.prefetches] or None,
         query=_query(plan),
         using=plan.query.using if isinstance(plan.query, Nearest) else None,
         filter=to_filter(plan.filter),
-        params=models.SearchParams(exact=True) if plan.exact else None,
+        params=params(plan.query.using) if isinstance(plan.query, Nearest) else None,
         limit=plan.limit,
         with_payload=plan.with_payload,
         with_vector=plan.fetch_vectors,

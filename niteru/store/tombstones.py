@@ -52,7 +52,7 @@ class Tombstones:
     def record(self, product_id: str, version: int) -> None:
         """Leave a tombstone of ``version`` (a newer one already there stays); the caller holds the lock."""
         if not self._ready():
-            self.engine._create_collection(self.name, DIMS)
+            self.engine._create_collection(self.name, DIMS, quantized=False)
             self._exists = True
         payload: dict[str, Any] = {
             "product_id": product_id,
