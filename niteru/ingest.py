@@ -133,7 +133,7 @@ def ingest_catalog(
                 train_from_store(store, settings)
             except CategoryTrainingError as exc:  # a tiny catalog: the service runs without estimates
                 log.warning("category classifier not trained: %s", exc)
-        if settings.route_fit and report.written:
+        if settings.route_fit:
             _fit_routing_if_missing(store, settings)
         return report
     finally:

@@ -167,9 +167,11 @@ def fit_table(data: FitData, settings: Settings, collection: str) -> RouteTable:
     started = time.perf_counter()
     names = tuple(data.vectors)
     queries = validation_queries(data, settings)
-    if len(queries) == 0:
+    if len(queries) < settings.route_fit_min_queries:
+        # Too few to fit even the global row: the hand-written default table is the better guess.
         raise NothingToFitError(
-            "no validation query: no product in the split has a shop-given category and a subcategory"
+            f"{len(queries)} validation queries (products in the split with a shop-given category and a "
+            f"subcategory), fewer than route_fit_min_queries={settings.route_fit_min_queries}"
         )
     lists = candidate_lists(data.vectors, queries, K, names)
     searched = time.perf_counter()

@@ -278,7 +278,8 @@ class Settings(BaseSettings):
     route_fit_min_queries: int = Field(
         20,
         ge=2,
-        description="A category with fewer validation queries than this takes the global fitted row.",
+        description="A category with fewer validation queries than this takes the global fitted row; a store "
+        "with fewer in all fits no table (the default table routes).",
     )
     route_fit_max_queries: int = Field(
         300, ge=2, description="Validation queries per category at most (a seeded sample): bounds the fit's time."

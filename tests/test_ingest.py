@@ -29,10 +29,10 @@ def test_first_run_stores_the_good_rows_and_reports_each_bad_one(ingested: Inges
     assert [e["product_id"] for e in dup] == [ingested.good[1].product_id]
     assert report.failed == len(lines) and sum(report.reasons.values()) == len(lines)
     assert all(e["message"] and e["line"] > 0 for e in lines)
-    # ingest trained the text model because none existed, and fitted a routing table on the collection
+    # ingest trained the text model because none existed; a routing table it fits only on enough validation
+    # queries (about 10 of 48 products here, fewer than route_fit_min_queries): the default table routes
     assert list((ingested.settings.models_dir / "text").iterdir())
-    tables = [json.loads(p.read_text()) for p in (ingested.settings.models_dir / "routing").glob("*.json")]
-    assert len(tables) == 1 and tables[0]["info"]["validation_queries"] > 0
+    assert not list((ingested.settings.models_dir / "routing").glob("*.json"))
 
 
 def test_a_second_run_embeds_nothing_unchanged_and_picks_up_edits(ingested: Ingested, tmp_path: Path) -> None:
@@ -53,6 +53,20 @@ def test_a_second_run_embeds_nothing_unchanged_and_picks_up_edits(ingested: Inge
         stored = store.get(edited.product_id)
         assert stored is not None and stored.product.title == edited.title
         assert store.count() == len(ingested.good)
+
+
+def test_ingest_fits_a_routing_table_when_the_collection_has_none(ingested: Ingested, tmp_path: Path) -> None:
+    settings = ingested.settings.model_copy(
+        update={"data_dir": tmp_path, "store_dir": tmp_path / "qdrant", "route_fit_min_queries": 2}
+    )
+    ingest_catalog(ingested.catalog, settings, embedders=ingested.embedders)
+    with open_store(settings) as store:
+        collection = store.current_version()
+    table = json.loads((settings.models_dir / "routing" / f"{collection}.json").read_text())
+    assert table["collection"] == collection and table["info"]["validation_queries"] >= 2
+    fitted = (settings.models_dir / "routing" / f"{collection}.json").stat().st_mtime_ns
+    ingest_catalog(ingested.catalog, settings, embedders=ingested.embedders)  # one exists: not fitted again
+    assert (settings.models_dir / "routing" / f"{collection}.json").stat().st_mtime_ns == fitted
 
 
 def test_limit_takes_a_stratified_sample(ingested: Ingested, tmp_path: Path) -> None:

@@ -77,7 +77,11 @@ def product(pid: str, category: str, subcategory: str) -> Product:
 @pytest.fixture(params=["edge", "qdrant"])
 def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     # Half the products are validation queries, so each big category has about 60, the tiny one about 3.
-    return Settings(data_dir=tmp_path, store_engine=request.param, route_fit_validation_share=0.5)
+    # Float32 vectors: the fit's numpy query is exact search, which a quantized store only approximates
+    # (how closely: tests/test_store_quantization.py).
+    return Settings(
+        data_dir=tmp_path, store_engine=request.param, route_fit_validation_share=0.5, quantization_image="none"
+    )
 
 
 @pytest.fixture
