@@ -37,7 +37,8 @@ def test_rebuild_swaps_while_queries_continue_and_keeps_writes_made_meanwhile(
 ) -> None:
     data = tmp_path / "data"
     shutil.copytree(ingested.settings.data_dir, data)
-    settings = Settings(**{**ingested.settings.model_dump(), "data_dir": data, **NO_GATE})
+    # route_fit_min_queries 2: the 51-product slice has about 10 validation queries; the fit is under test
+    settings = Settings(**{**ingested.settings.model_dump(), "data_dir": data, **NO_GATE, "route_fit_min_queries": 2})
     src = ingested.good[5]
     new_point = embed_products(
         [
