@@ -33,7 +33,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,7 +198,7 @@ def rebuild(
                 after_copy(target)
             caught = _catch_up(store, target, models, CATCH_UP_PASSES)
             _smoke(target)
-            routing = _fit_routing(target, new, settings)
+            routing = _fit_routing(target, new, settings, models)
             verdict = gate(store, target, text, settings, force=force, new_joint=models.joint)
         except Exception:
             store.drop(new)
@@ -307,16 +307,28 @@ def _smoke(target: ProductStore) -> None:
         return
 
 
-def _fit_routing(target: ProductStore, collection: str, settings: Settings) -> str | None:
+def _fit_routing(target: ProductStore, collection: str, settings: Settings, models: Models) -> str | None:
     """Fit the routing table on the new collection and save it before the swap, like its text model: a
     process that sees the collection finds its table (``niteru.route_table``). None when off or when the
-    collection has nothing to fit on (routing then uses the default table)."""
+    collection has nothing to fit on (routing then uses the default table). The fit searches with re-listed
+    variants embedded by the new collection's models, so it keeps what finds a product's re-listing."""
     if not settings.route_fit:
         return None
+    from embedding.image import MobileNetEmbedder
+    from niteru.embedders import Embedders
+    from niteru.evaluation import embed_variants, make_variants
+    from niteru.fetch import read_image_path
+    from niteru.model_config import image_config
+    from niteru.products import Product
     from niteru.route_fit import NothingToFitError, fit_routes
 
+    def variants(products: Sequence[Product]) -> dict[str, dict[str, np.ndarray]]:
+        made = make_variants(products, lambda ref: read_image_path(ref, settings), settings.route_fit_seed + 1)
+        embedders = Embedders(MobileNetEmbedder(image_config(settings)).load(), models.text, models.joint)
+        return {pid: dict(p.vectors) for pid, p in embed_variants(made, embedders).items()}
+
     try:
-        table = fit_routes(target, settings, collection)
+        table = fit_routes(target, settings, collection, variants)
     except NothingToFitError as exc:
         log.warning("rebuild: no routing table fitted: %s", exc)
         return None

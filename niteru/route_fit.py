@@ -33,7 +33,8 @@ from itertools import product as cartesian
 import numpy as np
 
 from niteru.fusion import RULES, Fusion
-from niteru.route_lists import CandidateLists, candidate_lists, fused_hits
+from niteru.products import Product
+from niteru.route_lists import CandidateLists, candidate_lists, candidate_lists_of, fused_hits
 from niteru.route_table import RouteTable, Row
 from niteru.settings import Settings
 from niteru.store import VECTOR_NAMES, ProductPoint, ProductStore
@@ -73,6 +74,15 @@ class FitData:
             np.array([bool(p.product.subcategory) and not p.product.category_estimated for p in points]),
             vectors,
         )
+
+
+@dataclass(frozen=True)
+class Variants:
+    """Re-listed variants of some products (``niteru.lookalike``: re-shot photo, re-written title), embedded
+    by the new collection's models: ``originals`` are the products' rows, ``vectors`` name -> (variants, dim)."""
+
+    originals: np.ndarray
+    vectors: dict[str, np.ndarray]
 
 
 # One score per query from the queries' rows and their results' rows (-1: no result).
@@ -144,6 +154,24 @@ def score_grid(
     return scores
 
 
+def variant_grid(
+    data: FitData, variants: Variants, choices: Sequence[Choice], settings: Settings
+) -> dict[Choice, float]:
+    """Every route's variant recall@1: the share of variants whose first result is their original."""
+    names = tuple(data.vectors)
+    lists = candidate_lists_of(data.vectors, {n: variants.vectors[n] for n in names}, K, names)
+    out: dict[Choice, float] = {}
+    done: dict[tuple[Fusion, tuple[bool, ...]], float] = {}
+    for c in choices:
+        key = (c.fusion, tuple(w > 0 for w in c.weights))
+        if c.fusion in (Fusion.rrf, Fusion.dbsf) and key in done:
+            out[c] = done[key]
+            continue
+        hits = fused_hits(lists, dict(zip(names, c.weights, strict=True)), c.fusion, K, settings.rrf_k)
+        out[c] = done[key] = float(np.mean(hits[:, 0] == variants.originals))
+    return out
+
+
 def best(scores: dict[Choice, np.ndarray], mask: np.ndarray, anchor: Choice) -> Choice:
     """The best choice on the queries of ``mask``; among equals, the nearest to ``anchor``."""
     means = {c: float(s[mask].mean()) for c, s in scores.items()}
@@ -163,7 +191,11 @@ def held_out_choice(
     return top, "global: not better on held-out", check
 
 
-def fit_table(data: FitData, settings: Settings, collection: str) -> RouteTable:
+def fit_table(data: FitData, settings: Settings, collection: str, variants: Variants | None = None) -> RouteTable:
+    """The table: per category the route of best precision@10 among the eligible ones. With ``variants``,
+    a route is eligible only if its variant recall@1 is within ``route_fit_variant_tolerance`` of the best
+    route's: precision@10 counts the label, and a route leaning on a vector trained on the label (joint)
+    can raise it while a re-listed product no longer finds its original first (the look-alike it lost)."""
     started = time.perf_counter()
     names = tuple(data.vectors)
     queries = validation_queries(data, settings)
@@ -176,9 +208,14 @@ def fit_table(data: FitData, settings: Settings, collection: str) -> RouteTable:
     lists = candidate_lists(data.vectors, queries, K, names)
     searched = time.perf_counter()
     scores = score_grid(data, queries, lists, settings)
+    eligible, recall = scores, {}
+    if variants is not None and len(variants.originals) and set(names) <= set(variants.vectors):
+        recall = variant_grid(data, variants, list(scores), settings)
+        floor = max(recall.values()) - settings.route_fit_variant_tolerance
+        eligible = {c: v for c, v in scores.items() if recall[c] >= floor}
     everyone = np.ones(len(queries), bool)
     anchor = Choice(settings.fusion, tuple(1 / len(names) for _ in names))
-    top = best(scores, everyone, anchor)
+    top = best(eligible, everyone, anchor)
     singles = {n: Choice(Fusion.wsum, tuple(float(m == n) for m in names)) for n in names}
 
     def row(choice: Choice, mask: np.ndarray, basis: str, held_out: dict[str, float] | None = None) -> Row:
@@ -205,7 +242,7 @@ def fit_table(data: FitData, settings: Settings, collection: str) -> RouteTable:
         first, second = np.zeros_like(mask), np.zeros_like(mask)
         first[where[: len(where) // 2]] = True
         second[where[len(where) // 2 :]] = True
-        choice, basis, check = held_out_choice(scores, first, second, top)
+        choice, basis, check = held_out_choice(eligible, first, second, top)
         rows[category] = row(choice, mask, basis, check)
     elapsed = time.perf_counter() - started
     info = {
@@ -213,6 +250,11 @@ def fit_table(data: FitData, settings: Settings, collection: str) -> RouteTable:
         "validation_queries": len(queries),
         "vectors": list(names),
         "grid": len(scores),
+        "eligible": len(eligible),
+        "variants": 0 if variants is None else len(variants.originals),
+        "variant_r1_best": max(recall.values()) if recall else None,
+        "variant_r1_global": recall.get(top),
+        "variant_tolerance": settings.route_fit_variant_tolerance,
         "search": "exact cosine in numpy over the whole collection (niteru/route_lists.py)",
         "search_s": round(searched - started, 2),
         "fit_s": round(elapsed, 2),
@@ -230,7 +272,26 @@ def fit_table(data: FitData, settings: Settings, collection: str) -> RouteTable:
     return table
 
 
-def fit_routes(store: ProductStore, settings: Settings, collection: str) -> RouteTable:
-    """Fit the table on ``store`` (a collection pinned by the rebuild), reading every product once."""
+def fit_routes(
+    store: ProductStore,
+    settings: Settings,
+    collection: str,
+    embed_variants: Callable[[Sequence[Product]], dict[str, dict[str, np.ndarray]]] | None = None,
+) -> RouteTable:
+    """Fit the table on ``store`` (a collection pinned by the rebuild), reading every product once.
+    ``embed_variants``: the vectors of re-listed variants of the products given, by product id (the rebuild
+    passes the new collection's models); without it the fit counts precision@10 alone."""
     points = [p for batch in store.scroll(batch_size=1024, with_vectors=True) for p in batch]
-    return fit_table(FitData.of(points), settings, collection)
+    data = FitData.of(points)
+    variants = None
+    if embed_variants is not None and settings.route_fit_variants > 0:
+        rows = {pid: i for i, pid in enumerate(data.product_ids)}
+        pool = [points[i].product for i in validation_queries(data, settings)]
+        step = max(1, len(pool) // settings.route_fit_variants)
+        embedded = embed_variants(pool[::step][: settings.route_fit_variants])
+        names = tuple(data.vectors)
+        found = [pid for pid, v in embedded.items() if pid in rows and set(names) <= set(v)]
+        if found:
+            vectors = {n: np.stack([embedded[pid][n] for pid in found]).astype(np.float32) for n in names}
+            variants = Variants(np.array([rows[pid] for pid in found], np.int64), vectors)
+    return fit_table(data, settings, collection, variants)

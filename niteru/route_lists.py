@@ -51,26 +51,46 @@ def candidate_lists(
     vectors: Mapping[str, np.ndarray], queries: np.ndarray, k: int, names: Sequence[str]
 ) -> CandidateLists:
     """The lists of the queries (row indices into ``vectors``), each query left out of its own lists."""
+    return _lists(vectors, {n: vectors[n][queries] for n in names}, queries, k, names)
+
+
+def candidate_lists_of(
+    vectors: Mapping[str, np.ndarray], query_vectors: Mapping[str, np.ndarray], k: int, names: Sequence[str]
+) -> CandidateLists:
+    """The lists of products that are not in the collection (``query_vectors``: name -> (queries, dim)),
+    nothing left out: a re-listed variant's lists, where its original should come first."""
+    return _lists(vectors, query_vectors, None, k, names)
+
+
+def _lists(
+    vectors: Mapping[str, np.ndarray],
+    query_vectors: Mapping[str, np.ndarray],
+    leave_out: np.ndarray | None,
+    k: int,
+    names: Sequence[str],
+) -> CandidateLists:
     n = len(next(iter(vectors.values())))
+    q = len(next(iter(query_vectors.values())))
     size = min(prefetch_size(k), n - 1)
-    ids = np.empty((len(queries), len(names) * size), np.int64)
-    cos = {name: np.empty((len(queries), len(names) * size), np.float32) for name in names}
-    for start in range(0, len(queries), CHUNK):
-        block = queries[start : start + CHUNK]
-        rows = np.arange(len(block))
+    ids = np.empty((q, len(names) * size), np.int64)
+    cos = {name: np.empty((q, len(names) * size), np.float32) for name in names}
+    for start in range(0, q, CHUNK):
+        stop = min(q, start + CHUNK)
+        rows = np.arange(stop - start)
         sims = {}
         for name in names:
-            s = vectors[name][block] @ vectors[name].T
-            s[rows, block] = -np.inf  # the query is never its own neighbour
+            s = query_vectors[name][start:stop] @ vectors[name].T
+            if leave_out is not None:
+                s[rows, leave_out[start:stop]] = -np.inf  # the query is never its own neighbour
             sims[name] = s
         for i, name in enumerate(names):
             s = sims[name]
             top = np.argpartition(-s, size - 1, axis=1)[:, :size]
             order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
-            ids[start : start + len(block), i * size : (i + 1) * size] = np.take_along_axis(top, order, axis=1)
-        found = ids[start : start + len(block)]
+            ids[start:stop, i * size : (i + 1) * size] = np.take_along_axis(top, order, axis=1)
+        found = ids[start:stop]
         for name in names:
-            cos[name][start : start + len(block)] = np.take_along_axis(sims[name], found, axis=1)
+            cos[name][start:stop] = np.take_along_axis(sims[name], found, axis=1)
     return CandidateLists(tuple(names), size, ids, cos)
 
 

@@ -275,6 +275,16 @@ class Settings(BaseSettings):
         "bench/relevance.py takes its queries from the others.",
     )
     route_fit_seed: int = Field(0, ge=0, description="Seed of the fit's validation split and its sampling.")
+    route_fit_variants: int = Field(
+        300,
+        ge=0,
+        description="Re-listed variants (re-shot photo, re-written title) of validation products the rebuild's fit "
+        "searches with; only routes whose variant recall@1 is within route_fit_variant_tolerance of the best are "
+        "eligible (0: precision@10 alone).",
+    )
+    route_fit_variant_tolerance: float = Field(
+        0.02, ge=0, le=1, description="How far below the best route's variant recall@1 an eligible route may be."
+    )
     route_fit_min_queries: int = Field(
         20,
         ge=2,

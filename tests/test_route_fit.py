@@ -251,3 +251,38 @@ def test_similar_says_where_its_route_came_from(catalog_dir: Path, fast_rows: li
     body = similar(override)
     assert body["route"]["table"] == "override" and body["route"]["table_version"] is None
     assert body["weights"] == {"image": 0.25, "text": 0.75} and body["fusion"] == settings.fusion.value
+
+
+def test_variants_keep_the_fit_from_trading_a_relisting_for_the_label() -> None:
+    """Text here is the subcategory itself (every product of one has the same text vector): text alone has
+    perfect precision@10, but a re-listed product can no longer be told from its subcategory mates. With
+    variants the fit keeps only routes that still find the original first."""
+    from niteru.route_fit import FitData, Variants, fit_table
+
+    rng = np.random.default_rng(5)
+    n, subs = 240, 4
+    sub = np.arange(n) % subs
+
+    def unit(m: np.ndarray) -> np.ndarray:
+        return (m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32)
+
+    image = unit(rng.normal(size=(n, 32)))
+    text = unit(np.eye(subs, 16)[sub])  # the same text vector for every product of a subcategory
+    data = FitData(
+        [f"p{i:03d}" for i in range(n)],
+        ["looks" if s < 2 else "words" for s in sub],
+        sub.astype(np.int64),
+        np.ones(n, bool),
+        {"image": image, "text": text},
+    )
+    settings = Settings(route_fit_validation_share=0.5, route_fit_min_queries=5)
+    label_only = fit_table(data, settings, "c")
+    assert label_only.info["eligible"] == label_only.info["grid"] and label_only.info["variants"] == 0
+    originals = np.arange(0, n, 3)
+    shot = unit(image[originals] + 0.05 * rng.normal(size=(len(originals), 32)))
+    kept = fit_table(data, settings, "c", Variants(originals, {"image": shot, "text": text[originals]}))
+    # Text alone (and the rank fusions of it) cannot single out the original: those routes are not eligible.
+    assert kept.info["variants"] == len(originals) and kept.info["eligible"] < kept.info["grid"]
+    assert kept.info["variant_r1_best"] > 0.9
+    assert kept.info["variant_r1_global"] >= kept.info["variant_r1_best"] - settings.route_fit_variant_tolerance
+    assert kept.global_row.weights["image"] > 0 and kept.global_row.score == 1.0
