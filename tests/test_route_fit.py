@@ -264,7 +264,7 @@ def test_variants_keep_the_fit_from_trading_a_relisting_for_the_label() -> None:
     sub = np.arange(n) % subs
 
     def unit(m: np.ndarray) -> np.ndarray:
-        return (m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32)
+        return np.asarray(m / np.linalg.norm(m, axis=1, keepdims=True), np.float32)
 
     image = unit(rng.normal(size=(n, 32)))
     text = unit(np.eye(subs, 16)[sub])  # the same text vector for every product of a subcategory
