@@ -58,22 +58,6 @@ def lookalike_table(summaries: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def colour_table(summaries: list[dict[str, Any]]) -> list[str]:
-    """Colour consistency (%) per category: the look-alike measure the subcategory labels cannot game."""
-    cats = [c for c in summaries[0]["colour_by_category"] if summaries[0]["colour_by_category"][c] is not None]
-    lines = [
-        "Colour consistency (%): among the results in the query's subcategory, the share sharing a colour word "
-        "of the query's title (queries whose title names a colour):",
-        "",
-        "| category | " + " | ".join(s["config"] for s in summaries) + " |",
-        "|---|" + "---:|" * len(summaries),
-    ]
-    for c in cats:
-        cells = [_pct(v) if (v := s["colour_by_category"][c]) is not None else "-" for s in summaries]
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    return lines
-
-
 def target_check(summaries: list[dict[str, Any]]) -> list[str]:
     by = {s["config"]: s for s in summaries}
     image, text = by["image only"], by["text only"]
@@ -88,6 +72,23 @@ def target_check(summaries: list[dict[str, Any]]) -> list[str]:
         lines.append(f"- {c}: routed {_pct(got)} vs best single {_pct(best)}: {verdict}")
     best_all = max(image["p10"], text["p10"])
     lines.append(f"- overall: routed {_pct(routed['p10'])} vs best single {_pct(best_all)}")
+    # Look-alike: not below the best of the modes that learn no label (image, text, the 50/50 blend).
+    plain = [s for s in summaries if s["config"] in ("image only", "text only") or s["config"].startswith("hybrid")]
+    for measure, scope in (("variant_r1", "all"), ("colour", "fashion")):
+
+        def value(s: dict[str, Any], m: str = measure, c: str = scope) -> float | None:
+            look = s["lookalike"] if c == "all" else s["lookalike_by_category"].get(c, {})
+            v = look.get(m)
+            return None if v is None else float(v)
+
+        best_plain = max((v for s in plain if (v := value(s)) is not None), default=None)
+        got = value(routed)
+        if best_plain is None or got is None:
+            continue
+        verdict = "ok" if got >= best_plain - 1e-9 else f"**below by {_pct(best_plain - got)} points**"
+        lines.append(
+            f"- {measure} ({scope}): routed {_pct(got)} vs best of image/text/50-50 {_pct(best_plain)}: {verdict}"
+        )
     return lines
 
 
@@ -150,8 +151,6 @@ def write_report(
         "",
         *(notes or []),
         *relevance_table(summaries),
-        "",
-        *colour_table(summaries),
         "",
         *target_check(summaries),
         "",
