@@ -118,7 +118,7 @@ def split(store: EdgeProductStore, settings: Settings, picks: list[tuple[str, st
         from niteru.store.plan import plan_search
 
         plan = plan_search(
-            point.vectors,
+            {n: point.vectors[n] for n in ("image", "text")},  # the profile's query: two vectors (joint left out)
             {"image": 0.5, "text": 0.5},
             10,
             SearchFilter(exclude_product_ids=(pid,)),

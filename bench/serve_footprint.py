@@ -109,6 +109,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="a data folder holding a store (demo)")
     parser.add_argument("--old", type=Path, default=Path("/work/main"))
+    parser.add_argument(
+        "--old-data",
+        type=Path,
+        help="the old tree's store, when it cannot read the new one's (e.g. made by `niteru ingest --demo` of each)",
+    )
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     photo_name = sorted((CATALOG / "images").glob("*.jpg"))[0]
@@ -117,7 +122,8 @@ def main() -> None:
     samples: dict[str, dict[str, list[dict[str, float]]]] = {t: {"api": [], "worker": []} for t in trees}
     with tempfile.TemporaryDirectory(prefix="niteru-footprint-") as tmp:
         work = Path(tmp)
-        copies = {t: shutil.copytree(args.data, work / f"data-{t}") for t in trees}
+        sources = {"old": args.old_data or args.data, "new": args.data}
+        copies = {t: shutil.copytree(sources[t], work / f"data-{t}") for t in trees}
         for _ in range(args.runs):
             for name, tree in trees.items():
                 samples[name]["api"].append(measure_api(tree, copies[name], photo_name.read_bytes(), work))
@@ -132,7 +138,13 @@ def main() -> None:
 
 def report(args: argparse.Namespace, medians: dict[str, Any], samples: Any, before: Any, after: Any) -> None:
     lines = [
-        f"{os.cpu_count()} cores; store {args.data.name} (`niteru ingest --demo` size); median of {args.runs} "
+        f"{os.cpu_count()} cores; store {args.data.name}"
+        + (
+            f" (old code: {args.old_data.name}, each made by its code's `niteru ingest --demo`)"
+            if args.old_data
+            else ""
+        )
+        + f"; median of {args.runs} "
         f"interleaved runs per process; old = {args.old}, new = this checkout; load average "
         f"{before[0]:.2f} / {before[1]:.2f} / {before[2]:.2f} before, {after[0]:.2f} after (the machine is shared).",
         "",
