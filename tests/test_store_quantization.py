@@ -116,6 +116,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[ProductPoint
 RECALL = {"scalar": 0.97, "product": 0.95, "binary": 0.95, "turbo": 0.97}
 
 
+@pytest.mark.slow  # 2,000 x 512-d per kind, about 13 s in all: the full suite, not the fast tier
 @pytest.mark.parametrize("kind", list(RECALL))
 def test_quantized_search_with_rescoring_stays_close_to_exact(
     tmp_path: Path, kind: QuantizationKind, catalog: tuple[list[ProductPoint], np.ndarray]
