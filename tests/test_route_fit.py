@@ -29,6 +29,9 @@ from niteru.store import ProductPoint, ProductStore, SearchFilter, open_store
 from tests.fakes import fake_embedders
 from tests.fast_fixtures import row_body
 
+# Fits on synthetic stores of both engines (about 5 s): the full suite, not the fast tier.
+pytestmark = pytest.mark.slow
+
 DIMS = {"image": 32, "text": 24}
 SUBCATEGORIES = 4
 PER_SUBCATEGORY = 30

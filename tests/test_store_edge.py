@@ -106,6 +106,7 @@ def test_the_alias_lives_in_an_atomically_replaced_state_file(tmp_path: Path) ->
         assert {"category", "subcategory", "shop_id", "product_id", "image_version", "price"} <= set(schema)
 
 
+@pytest.mark.slow  # builds an HNSW index in a child process: the full suite
 def test_the_index_builds_off_the_request_path_and_loses_no_write(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     with edge(tmp_path, edge_indexing_threshold_kb=1, edge_index_after=0) as store:
@@ -140,6 +141,7 @@ def test_the_index_builds_off_the_request_path_and_loses_no_write(tmp_path: Path
         assert len(list(again.settings.store_path.glob("products-*"))) == 1  # the old copy is gone
 
 
+@pytest.mark.slow  # builds an HNSW index in a child process: the full suite
 def test_filtered_search_on_the_index_matches_exact_search(tmp_path: Path) -> None:
     rng = np.random.default_rng(8)
     with edge(tmp_path, edge_indexing_threshold_kb=1) as store:
@@ -157,6 +159,7 @@ def test_filtered_search_on_the_index_matches_exact_search(tmp_path: Path) -> No
         assert np.mean(recalls) >= 0.95
 
 
+@pytest.mark.slow  # builds an HNSW index in a child process: the full suite
 def test_many_writes_start_a_background_build(tmp_path: Path) -> None:
     rng = np.random.default_rng(9)
     with edge(tmp_path, edge_indexing_threshold_kb=1, edge_index_after=400) as store:
