@@ -21,6 +21,7 @@ from niteru.catalog import COLUMNS, CatalogRow, read_catalog, stratified_sample
 from niteru.embedders import Embedders
 from niteru.ingest import IngestReport
 from niteru.settings import Settings
+from niteru.store import ProductPoint, ProductStore, open_store
 
 SLICE_SIZE = 48
 # Bad rows added to the slice, with the reason ingest must report for each.
@@ -131,3 +132,23 @@ def image_server(ingested: Ingested) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProductStore, ProductStore, list[ProductPoint]]]:
+    """The same 60 products in an Edge store and a qdrant-client store (the congruence tests compare them)."""
+    import numpy as np
+
+    from tests.test_store import DIMS, ENGINES, make_point
+
+    rng = np.random.default_rng(11)
+    points = [make_point(i, 100, rng) for i in range(60)]
+    stores = []
+    for engine in ENGINES:
+        store = open_store(Settings(data_dir=tmp_path_factory.mktemp(engine), store_engine=engine))
+        store.ensure_collection(DIMS)
+        store.upsert(points)
+        stores.append(store)
+    yield stores[0], stores[1], points
+    for store in stores:
+        store.close()

@@ -7,7 +7,6 @@ the rankings must be identical, the scores equal to float32 rounding.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,21 +32,6 @@ FILTERS = {
     "category": SearchFilter(category="food", exclude_product_ids=("p-4",)),
     "shop+price": SearchFilter(exclude_shop_id="shop-1", price_min=None, price_max=None, subcategory="x"),
 }
-
-
-@pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProductStore, ProductStore, list[ProductPoint]]]:
-    rng = np.random.default_rng(11)
-    points = [make_point(i, 100, rng) for i in range(60)]
-    stores = []
-    for engine in ENGINES:
-        store = open_store(Settings(data_dir=tmp_path_factory.mktemp(engine), store_engine=engine))
-        store.ensure_collection(DIMS)
-        store.upsert(points)
-        stores.append(store)
-    yield stores[0], stores[1], points
-    for store in stores:
-        store.close()
 
 
 def same(a: list[Hit], b: list[Hit]) -> None:

@@ -9,8 +9,6 @@ numpy or from the other path, never written down.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -110,21 +108,6 @@ def test_a_dot_product_of_weighted_rows_is_the_weighted_mean_cosine() -> None:
 
 
 # --- both engines --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProductStore, ProductStore, list[ProductPoint]]]:
-    rng = np.random.default_rng(11)
-    points = [make_point(i, 100, rng) for i in range(60)]
-    stores = []
-    for engine in ENGINES:
-        store = open_store(Settings(data_dir=tmp_path_factory.mktemp(engine), store_engine=engine))
-        store.ensure_collection(DIMS)
-        store.upsert(points)
-        stores.append(store)
-    yield stores[0], stores[1], points
-    for store in stores:
-        store.close()
-
-
 @pytest.mark.parametrize("diversity", [0.3, 0.6, 0.9])
 @pytest.mark.parametrize("name", ["image", "text"])
 def test_both_engines_run_qdrants_mmr_and_the_service_rule_is_the_same(
