@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from embedding.category import save_category_model, train_category_model
+from jobs.inline import TaskState
 from niteru.catalog import CatalogRow, read_catalog
 from niteru.categorize import category_dir
 from niteru.embedders import Embedders
@@ -89,13 +90,28 @@ class FastApi:
 
     def wait_task(self, task_id: str, timeout: float = 60.0) -> dict[str, Any]:
         """Poll the task's state until it is final (the state is what we synchronise on)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state: dict[str, Any] = self.client.get(f"/v1/tasks/{task_id}").json()
-            if state["status"] in ("succeeded", "failed"):
-                return state
-            assert time.monotonic() < deadline, f"task {task_id} not done after {timeout} s: {state}"
-            time.sleep(0.01)
+        return wait_task_state(self.client, task_id, timeout)
+
+
+def wait_state(states: Callable[[], TaskState | dict[str, Any] | None], want: set[str], timeout: float = 60) -> Any:
+    """Poll a task's state until it is one of ``want`` (the state is what the test synchronises on)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = states()
+        status = state.status if isinstance(state, TaskState) else (state or {}).get("status")
+        if status in want:
+            return state
+        assert time.monotonic() < deadline, f"state {state} never reached {want}"
+        time.sleep(0.01)
+
+
+def wait_task_state(client: TestClient, task_id: str, timeout: float = 60) -> dict[str, Any]:
+    """``GET /v1/tasks/{task_id}`` until the task has succeeded or failed."""
+    state: dict[str, Any] = wait_state(lambda: client.get(f"/v1/tasks/{task_id}").json(), FINAL, timeout)
+    return state
+
+
+FINAL = {"succeeded", "failed"}
 
 
 def train_classifier(settings: Settings, embedders: Embedders, rows: list[CatalogRow]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from jobs import inline, registry
 from jobs.context import JobContext
-from jobs.inline import InlineExecutor, QueueFullError, TaskState
+from jobs.inline import InlineExecutor, QueueFullError
 from niteru.catalog import CatalogRow
 from niteru.settings import Settings
 from niteru.store import open_store
 from tests.fakes import fake_embedders
-from tests.fast_fixtures import row_body
+from tests.fast_fixtures import row_body, wait_state
 
 pytestmark = pytest.mark.catalog  # real catalog-dev rows, read in place
 
@@ -36,18 +36,6 @@ def settings_for(tmp_path: Path, catalog_dir: Path, **extra: Any) -> Settings:
         metrics_broker_timeout=0.2,
         **extra,
     )
-
-
-def wait_state(states: Callable[[], TaskState | dict[str, Any] | None], want: set[str], timeout: float = 60) -> Any:
-    """Poll a task's state until it is one of ``want`` (the state is what the test synchronises on)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = states()
-        status = state.status if isinstance(state, TaskState) else (state or {}).get("status")
-        if status in want:
-            return state
-        assert time.monotonic() < deadline, f"state {state} never reached {want}"
-        time.sleep(0.01)
 
 
 def image_task(row: CatalogRow, pid: str) -> dict[str, Any]:

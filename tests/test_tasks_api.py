@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +17,7 @@ from jobs.failures import list_failures
 from jobs.schedule import ScheduleError, beat_schedule, rebuild_crontab
 from niteru.logs import request_id_var
 from niteru.settings import Settings
+from tests.fast_fixtures import wait_task_state
 from tests.store_fixtures import Ingested
 
 pytestmark = [pytest.mark.weights, pytest.mark.catalog, pytest.mark.slow]
@@ -41,13 +41,7 @@ def client(settings: Settings, ingested: Ingested) -> Iterator[TestClient]:
 
 
 def wait(client: TestClient, task_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
-        if state["status"] in ("succeeded", "failed"):
-            return state
-        time.sleep(0.1)
-    raise AssertionError(f"task {task_id} not done after {timeout} s: {state}")
+    return wait_task_state(client, task_id, timeout)
 
 
 def submit(client: TestClient, name: str, request_id: str | None = None, **kwargs: Any) -> str:
