@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import product as cartesian
+from typing import TypeVar
 
 import numpy as np
 
@@ -85,6 +86,8 @@ class Variants:
     vectors: dict[str, np.ndarray]
 
 
+T = TypeVar("T")
+
 # One score per query from the queries' rows and their results' rows (-1: no result).
 Objective = Callable[[FitData, np.ndarray, np.ndarray], np.ndarray]
 
@@ -133,25 +136,35 @@ def validation_queries(data: FitData, settings: Settings) -> np.ndarray:
     return np.array(chosen, np.int64)
 
 
+def routes(n: int, step: float) -> list[Choice]:
+    """The fit's grid: every weight vector of ``n`` vectors in multiples of ``step`` times every fusion."""
+    return [Choice(fusion, weights) for fusion in RULES for weights in grid(n, step)]
+
+
+def per_route(
+    lists: CandidateLists, choices: Sequence[Choice], rrf_k: int, measure: Callable[[np.ndarray], T]
+) -> dict[Choice, T]:
+    """``measure`` of each route's fused top ``K`` (the rows of ``lists``' queries). Rank and distribution
+    fusions ignore the weights but for which lists take part, so each such set is computed once."""
+    out: dict[Choice, T] = {}
+    done: dict[tuple[Fusion, tuple[bool, ...]], T] = {}
+    for c in choices:
+        key = (c.fusion, tuple(w > 0 for w in c.weights))
+        if c.fusion in (Fusion.rrf, Fusion.dbsf) and key in done:
+            out[c] = done[key]
+            continue
+        hits = fused_hits(lists, dict(zip(lists.names, c.weights, strict=True)), c.fusion, K, rrf_k)
+        out[c] = done[key] = measure(hits)
+    return out
+
+
 def score_grid(
     data: FitData, queries: np.ndarray, lists: CandidateLists, settings: Settings
 ) -> dict[Choice, np.ndarray]:
-    """Every route's per-query score. Rank and distribution fusions ignore the weights but for which
-    lists take part, so each such set is computed once."""
+    """Every route's per-query score (the objective)."""
     objective = OBJECTIVES[settings.route_fit_objective]
-    names = lists.names
-    scores: dict[Choice, np.ndarray] = {}
-    done: dict[tuple[Fusion, tuple[bool, ...]], np.ndarray] = {}
-    for fusion in RULES:
-        for weights in grid(len(names), settings.route_fit_step):
-            support = tuple(w > 0 for w in weights)
-            key = (fusion, support)
-            if fusion in (Fusion.rrf, Fusion.dbsf) and key in done:
-                scores[Choice(fusion, weights)] = done[key]
-                continue
-            hits = fused_hits(lists, dict(zip(names, weights, strict=True)), fusion, K, settings.rrf_k)
-            scores[Choice(fusion, weights)] = done[key] = objective(data, queries, hits)
-    return scores
+    choices = routes(len(lists.names), settings.route_fit_step)
+    return per_route(lists, choices, settings.rrf_k, lambda hits: objective(data, queries, hits))
 
 
 def variant_grid(
@@ -160,16 +173,7 @@ def variant_grid(
     """Every route's variant recall@1: the share of variants whose first result is their original."""
     names = tuple(data.vectors)
     lists = candidate_lists_of(data.vectors, {n: variants.vectors[n] for n in names}, K, names)
-    out: dict[Choice, float] = {}
-    done: dict[tuple[Fusion, tuple[bool, ...]], float] = {}
-    for c in choices:
-        key = (c.fusion, tuple(w > 0 for w in c.weights))
-        if c.fusion in (Fusion.rrf, Fusion.dbsf) and key in done:
-            out[c] = done[key]
-            continue
-        hits = fused_hits(lists, dict(zip(names, c.weights, strict=True)), c.fusion, K, settings.rrf_k)
-        out[c] = done[key] = float(np.mean(hits[:, 0] == variants.originals))
-    return out
+    return per_route(lists, choices, settings.rrf_k, lambda hits: float(np.mean(hits[:, 0] == variants.originals)))
 
 
 def best(scores: dict[Choice, np.ndarray], mask: np.ndarray, anchor: Choice) -> Choice:
