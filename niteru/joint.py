@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,10 +27,13 @@ from niteru.settings import Settings
 from niteru.store.records import ProductPoint
 
 if TYPE_CHECKING:
+    from embedding.image import MobileNetEmbedder
     from embedding.joint import JointEmbedder
     from embedding.text import TextEmbedder
 
 log = logging.getLogger(__name__)
+# Gives the (loaded) image model: the rebuild loads one for its joint step, routing fit and gate alike.
+ImageModel = Callable[[], "MobileNetEmbedder"]
 
 
 def load_joint(settings: Settings, text_version: str) -> JointEmbedder | None:
@@ -54,10 +57,15 @@ def label_of(point: ProductPoint) -> str:
 
 
 def train_for_rebuild(
-    points: Sequence[ProductPoint], text_vectors: np.ndarray, text: TextEmbedder, settings: Settings
+    points: Sequence[ProductPoint],
+    text_vectors: np.ndarray,
+    text: TextEmbedder,
+    settings: Settings,
+    image_model: ImageModel | None = None,
 ) -> JointEmbedder | None:
     """Train, save and load the joint model for ``text`` (the rebuild's new text model, whose vectors of
-    ``points`` are ``text_vectors``). None when it is switched off or there are too few labelled products."""
+    ``points`` are ``text_vectors``). None when it is switched off or there are too few labelled products.
+    ``image_model``: gives the image model the re-shot photos are embedded with (default: one loaded here)."""
     from embedding.joint import JointEmbedder
     from embedding.joint.artifact import save_artifact
     from embedding.joint.train import train_joint
@@ -83,7 +91,7 @@ def train_for_rebuild(
     started = time.perf_counter()
     image = np.stack([points[i].vectors["image"] for i in rows]).astype(np.float32)
     txt = np.asarray(text_vectors[rows], np.float32)
-    view_image, view_text, reshot = variants([points[i] for i in rows], image, txt, text, settings)
+    view_image, view_text, reshot = variants([points[i] for i in rows], image, txt, text, settings, image_model)
     variants_s = time.perf_counter() - started
     labels = [label_of(points[i]) for i in rows]
     arrays, meta = train_joint(image, txt, labels, view_image, view_text, reshot, config)
@@ -103,7 +111,12 @@ def train_for_rebuild(
 
 
 def variants(
-    points: Sequence[ProductPoint], image: np.ndarray, txt: np.ndarray, text: TextEmbedder, settings: Settings
+    points: Sequence[ProductPoint],
+    image: np.ndarray,
+    txt: np.ndarray,
+    text: TextEmbedder,
+    settings: Settings,
+    image_model: ImageModel | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The second view of each product: re-shot photo and re-written title where made, else the original
     (the trainer adds feature noise to rows not re-shot). Returns view images, view texts, re-shot mask."""
@@ -116,7 +129,7 @@ def variants(
     shots = [int(i) for i in order if "://" not in points[i].product.image and ":" not in points[i].product.image]
     shots = shots[: settings.joint_reshoot]
     if shots:
-        photos = _reshot_vectors([points[i].product.image for i in shots], rng, settings)
+        photos = _reshot_vectors([points[i].product.image for i in shots], rng, settings, image_model)
         for i, vector in zip(shots, photos, strict=True):
             if vector is not None:
                 view_image[i], reshot[i] = vector, True
@@ -129,7 +142,9 @@ def variants(
     return view_image, view_text, reshot
 
 
-def _reshot_vectors(refs: list[str], rng: np.random.Generator, settings: Settings) -> list[np.ndarray | None]:
+def _reshot_vectors(
+    refs: list[str], rng: np.random.Generator, settings: Settings, image_model: ImageModel | None
+) -> list[np.ndarray | None]:
     """The image vectors of re-shot catalog photos (None where the photo cannot be read or decoded)."""
     from PIL import Image
 
@@ -150,7 +165,8 @@ def _reshot_vectors(refs: list[str], rng: np.random.Generator, settings: Setting
     out: list[np.ndarray | None] = [None] * len(refs)
     if not images:
         return out
-    result = MobileNetEmbedder(image_config(settings)).load().embed_sources(images)
+    model = image_model() if image_model is not None else MobileNetEmbedder(image_config(settings)).load()
+    result = model.embed_sources(images)
     for row, index in enumerate(result.indices):
         out[where[index]] = result.vectors[row]
     return out

@@ -47,7 +47,7 @@ from embedding.text import TextEmbedder, train_text_model
 from embedding.text.artifact import CURRENT, resolve, set_current
 from niteru.categorize import CategoryTrainingError, category_dir, fit_from_store
 from niteru.gate import gate, save_report
-from niteru.joint import train_for_rebuild
+from niteru.joint import ImageModel, train_for_rebuild
 from niteru.model_config import text_config
 from niteru.model_sync import record_text_model, recorded_text_models
 from niteru.products import ProductFields, content_hash
@@ -181,7 +181,8 @@ def rebuild(
         staged = train_text_model([p.product.text for p in points], text_config(settings), make_current=False)
         text = TextEmbedder(text_config(settings), staged).load()
         text_vectors = text.embed([p.product.text for p in points])  # once: the joint model trains on them
-        models = Models(text, train_for_rebuild(points, text_vectors, text, settings))
+        image_model = _image_model(settings)  # loaded once, on first use: joint step, routing fit, gate
+        models = Models(text, train_for_rebuild(points, text_vectors, text, settings, image_model))
         dims = {"image": len(points[0].vectors["image"]), "text": text.dim}
         if models.joint is not None:
             dims["joint"] = models.joint.dim
@@ -198,8 +199,9 @@ def rebuild(
                 after_copy(target)
             caught = _catch_up(store, target, models, CATCH_UP_PASSES)
             _smoke(target)
-            routing = _fit_routing(target, new, settings, models)
-            verdict = gate(store, target, text, settings, force=force, new_joint=models.joint)
+            routing = _fit_routing(target, new, settings, models, image_model)
+            image = image_model() if settings.rebuild_gate_sample else None  # no gate: no model to load
+            verdict = gate(store, target, text, settings, force=force, image=image, new_joint=models.joint)
         except Exception:
             store.drop(new)
             drop_route_table(settings, new)
@@ -307,24 +309,38 @@ def _smoke(target: ProductStore) -> None:
         return
 
 
-def _fit_routing(target: ProductStore, collection: str, settings: Settings, models: Models) -> str | None:
+def _image_model(settings: Settings) -> ImageModel:
+    from embedding.image import MobileNetEmbedder
+    from niteru.model_config import image_config
+
+    loaded: list[MobileNetEmbedder] = []
+
+    def get() -> MobileNetEmbedder:
+        if not loaded:
+            loaded.append(MobileNetEmbedder(image_config(settings)).load())
+        return loaded[0]
+
+    return get
+
+
+def _fit_routing(
+    target: ProductStore, collection: str, settings: Settings, models: Models, image_model: ImageModel
+) -> str | None:
     """Fit the routing table on the new collection and save it before the swap, like its text model: a
     process that sees the collection finds its table (``niteru.route_table``). None when off or when the
     collection has nothing to fit on (routing then uses the default table). The fit searches with re-listed
     variants embedded by the new collection's models, so it keeps what finds a product's re-listing."""
     if not settings.route_fit:
         return None
-    from embedding.image import MobileNetEmbedder
     from niteru.embedders import Embedders
     from niteru.evaluation import embed_variants, make_variants
     from niteru.fetch import read_image_path
-    from niteru.model_config import image_config
     from niteru.products import Product
     from niteru.route_fit import NothingToFitError, fit_routes
 
     def variants(products: Sequence[Product]) -> dict[str, dict[str, np.ndarray]]:
         made = make_variants(products, lambda ref: read_image_path(ref, settings), settings.route_fit_seed + 1)
-        embedders = Embedders(MobileNetEmbedder(image_config(settings)).load(), models.text, models.joint)
+        embedders = Embedders(image_model(), models.text, models.joint)
         return {pid: dict(p.vectors) for pid, p in embed_variants(made, embedders).items()}
 
     try:
