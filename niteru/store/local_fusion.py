@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 
@@ -65,30 +66,43 @@ def run_fused(plan: QueryPlan, run_plain: RunPlain, retrieve: Retrieve) -> list[
     """The engine's answer to the fused ``plan``, best first, computed from plain queries."""
     sources = candidate_prefetches(plan)
     answers = run_plain([_plain(p, plan.exact) for p in sources])
-    # Ids as the engine gives them (Edge: uuid.UUID objects), turned into strings only for the top.
-    lists = [[(r.id, float(r.score)) for r in answer] for answer in answers]
+    # Candidates are keyed by ``_key`` of the engine's id (Edge: a uuid.UUID, whose hash is Python code run
+    # hundreds of times a query; its integer hashes in C), and turned into strings only for the top.
+    ids: dict[Any, Any] = {}
+    lists = [[(_keyed(r.id, ids), float(r.score)) for r in answer] for answer in answers]
     q = plan.query
     if isinstance(q, WeightedSum):
-        fused = _weighted_sum(plan, lists, q.weights, run_plain)
+        fused = _weighted_sum(plan, lists, q.weights, run_plain, ids)
     elif isinstance(q, Rrf):
         fused = rrf_fuse(lists, q)
     else:
         assert isinstance(q, Dbsf)
         fused = dbsf_fuse(lists)
     # Best first; ties in the order Qdrant leaves them in is arbitrary, id order here (deterministic).
-    top = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: plan.limit]
+    top = [(str(ids[i]), s) for i, s in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: plan.limit]]
     if not top:
         return []
-    records = {str(r.id): r for r in retrieve([str(i) for i, _ in top], plan.fetch_vectors)}
+    records = {str(r.id): r for r in retrieve([i for i, _ in top], plan.fetch_vectors)}
     return [
-        FusedPoint(str(i), s, records[str(i)].payload, records[str(i)].vector if plan.fetch_vectors else None)
+        FusedPoint(i, s, records[i].payload, records[i].vector if plan.fetch_vectors else None)
         for i, s in top
-        if str(i) in records  # deleted between the two calls: dropped, as a later query would
+        if i in records  # deleted between the two calls: dropped, as a later query would
     ]
 
 
+def _keyed(point_id: Any, ids: dict[Any, Any]) -> Any:
+    """The candidate key of an engine id (its integer for a UUID), remembering the id it stands for."""
+    key = point_id.int if type(point_id) is UUID else point_id
+    ids[key] = point_id
+    return key
+
+
 def _weighted_sum(
-    plan: QueryPlan, lists: list[list[tuple[Any, float]]], weights: Sequence[float], run_plain: RunPlain
+    plan: QueryPlan,
+    lists: list[list[tuple[Any, float]]],
+    weights: Sequence[float],
+    run_plain: RunPlain,
+    ids: dict[Any, Any],
 ) -> dict[Any, float]:
     """Every candidate of the union scored by each vector (the rescoring stages), summed with ``weights``."""
     rescorers = [p.query for p in plan.prefetches]  # stage i rescores the union by vector i
@@ -102,27 +116,38 @@ def _weighted_sum(
                 scores.update(lst)
         known.append(scores)
     missing = [[i for i in union if i not in scores] for scores in known]
-    asks = [(n, ids) for n, ids in enumerate(missing) if ids]
+    asks = [(n, m) for n, m in enumerate(missing) if m]
     if asks:
         restricted = [
             QueryPlan(
                 rescorers[n],
-                len(ids),
-                len(ids),
-                Conditions(must=(HasId(tuple(str(i) for i in ids)),)),
+                len(missing_ids),
+                len(missing_ids),
+                Conditions(must=(HasId(tuple(str(ids[i]) for i in missing_ids)),)),
                 # Below Qdrant's full-scan threshold (10,000 KB of vectors: 2,400 image vectors) a search
                 # filtered to so few ids scores each of them exactly, and cheaper than ``exact`` (which
                 # checks the filter on every point); above it only ``exact`` scores every one.
-                exact=len(ids) > RESCORE_EXACT_ABOVE,
+                exact=len(missing_ids) > RESCORE_EXACT_ABOVE,
                 with_payload=False,
             )
-            for n, ids in asks
+            for n, missing_ids in asks
         ]
         for (n, _), answer in zip(asks, run_plain(restricted), strict=True):
-            known[n].update((r.id, float(r.score)) for r in answer)
+            known[n].update((_keyed(r.id, ids), float(r.score)) for r in answer)
     # A candidate deleted between the calls has no score of some vector: it is left out. (Plain floats:
-    # numpy costs more than it saves on two terms.)
-    return {i: sum(w * s[i] for w, s in zip(weights, known, strict=True)) for i in union if all(i in s for s in known)}
+    # numpy costs more than it saves on two or three terms.)
+    terms = list(zip(weights, known, strict=True))
+    fused: dict[Any, float] = {}
+    for i in union:
+        total = 0.0
+        for w, scores in terms:
+            score = scores.get(i)
+            if score is None:
+                break
+            total += w * score
+        else:
+            fused[i] = total
+    return fused
 
 
 def rrf_fuse(lists: list[list[tuple[Any, float]]], q: Rrf) -> dict[Any, float]:
