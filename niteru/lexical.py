@@ -17,6 +17,11 @@ Tokenizer choice (checked by decoding the hashes of sample titles, see bench/res
   languages are removed (the Japanese particles "の", "を" ... would otherwise match everything);
 - ``avg_len``: the engine's default (256 tokens) suits documents; a title has about five, so the mean
   length of the indexed texts is passed, else the length normalisation (``b``) does nothing.
+
+Known limits of the multilingual tokenizer (tests/test_lexical.py pins them): it detects one language per
+text, so a short Japanese run beside Latin words is normalised otherwise than in a Japanese-only title
+("Nike ブラック" gives a decomposed ブラック, "Nike 黒" and a lone "黒" the Chinese 黑) and the same word
+stops matching; and it drops standalone numbers ("iPhone 15", "Levi's 511"), which ``word`` keeps.
 """
 
 from __future__ import annotations
