@@ -1,0 +1,97 @@
+"""BM25 over product titles in a Qdrant Edge shard: a lexical signal measured beside the dense vectors
+(issue #17, ``bench/bm25.py``). Not part of the store schema nor of the serving path.
+
+The sparse vectors come from Qdrant's own BM25 (``qdrant_edge.Bm25``, the same tokenizer pipeline as the
+server's ``Bm25`` inference) and are searched as a sparse named vector with the IDF modifier, so the engine
+computes the IDF half of BM25 from the shard's own statistics and the document side only carries the
+term-frequency half. Token ids are 32-bit murmur3 hashes of the processed tokens: no vocabulary to keep.
+
+Tokenizer choice (checked by decoding the hashes of sample titles, see bench/results/bm25.md):
+
+- the default ``word`` tokenizer splits on spaces and punctuation only, so a Japanese title without spaces
+  is one token ("黒いスニーカー赤色のTシャツ" -> one term) and matches nothing else; ``multilingual``
+  (charabia) segments Japanese into words ("黒い", "スニーカー", "赤色", "シャツ") and splits Latin text as
+  ``word`` does;
+- ``language`` picks one stemmer and one stopword list; titles mix English and Japanese, so the English
+  stemmer is kept (shoes -> shoe, running -> run; it leaves Japanese alone) and the stopwords of both
+  languages are removed (the Japanese particles "の", "を" ... would otherwise match everything);
+- ``avg_len``: the engine's default (256 tokens) suits documents; a title has about five, so the mean
+  length of the indexed texts is passed, else the length normalisation (``b``) does nothing.
+
+Known limits of the multilingual tokenizer (tests/test_lexical.py pins them): it detects one language per
+text, so a short Japanese run beside Latin words is normalised otherwise than in a Japanese-only title
+("Nike ブラック" gives a decomposed ブラック, "Nike 黒" and a lone "黒" the Chinese 黑) and the same word
+stops matching; and it drops standalone numbers ("iPhone 15", "Levi's 511"), which ``word`` keeps.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+VECTOR = "bm25"
+
+
+def bm25_model(avg_len: float | None = None) -> Any:
+    """Qdrant's BM25 embedder with the tokenizer options above (``avg_len`` None: the engine's default)."""
+    import qdrant_edge as qe
+
+    stopwords = qe.StopwordsSet(languages={qe.Language.English, qe.Language.Japanese})
+    config = qe.Bm25Config(tokenizer=qe.TokenizerType.Multilingual, stopwords=stopwords, avg_len=avg_len)
+    return qe.Bm25(config)
+
+
+class Bm25Index:
+    """A throw-away Edge shard of one sparse named vector (IDF modifier), points numbered 0..n-1 in the
+    order of ``texts``. ``close`` removes its folder."""
+
+    def __init__(self, texts: Sequence[str], *, batch: int = 1000, avg_len: float | None = None) -> None:
+        import qdrant_edge as qe
+
+        self._qe = qe
+        self.texts = list(texts)
+        if avg_len is None:  # the mean token count of the texts themselves (see the module docstring)
+            counts = [len(bm25_model().embed_document(t).indices) for t in self.texts]
+            avg_len = max(1.0, sum(counts) / max(1, len(counts)))
+        self.avg_len = avg_len
+        self.model = bm25_model(avg_len)
+        self._dir = tempfile.TemporaryDirectory(prefix="niteru-bm25-")
+        sparse = {VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+        self.shard = qe.EdgeShard.create(self._dir.name, qe.EdgeConfig(vectors={}, sparse_vectors=sparse))
+        self.nonzeros = 0
+        for start in range(0, len(self.texts), batch):
+            points = []
+            for i in range(start, min(len(self.texts), start + batch)):
+                doc = self.model.embed_document(self.texts[i])
+                self.nonzeros += len(doc.indices)
+                points.append(qe.Point(i, {VECTOR: doc}, None))
+            self.shard.update(qe.UpdateOperation.upsert_points(points))
+        self.shard.flush()
+
+    @property
+    def path(self) -> Path:
+        return Path(self._dir.name)
+
+    def search(self, text: str, limit: int, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
+        """The ``limit`` best (point number, BM25 score) for ``text``, best first; ``exclude``: point numbers
+        never returned (the query product itself). Empty when no token of ``text`` survives the pipeline."""
+        qe = self._qe
+        query = self.model.embed_query(text)
+        if not query.indices:
+            return []
+        left_out = set(exclude)
+        flt = qe.Filter(must_not=[qe.HasIdCondition(left_out)]) if left_out else None
+        request = qe.QueryRequest(limit=limit, query=qe.Query.Nearest(query, using=VECTOR), filter=flt)
+        return [(int(p.id), float(p.score)) for p in self.shard.query(request)]
+
+    def close(self) -> None:
+        self.shard.close()
+        self._dir.cleanup()
+
+    def __enter__(self) -> Bm25Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
