@@ -12,7 +12,8 @@
    machine's load falls on both alike: old and new side by side.
 
 Percentiles are medians over ``--runs`` runs; the 1-minute load average is recorded with each case
-(the machine may be shared: compare rows measured side by side). Writes bench/results/api_latency.{json,md}.
+(the machine may be shared: compare rows measured side by side). Writes bench/results/api_latency.{json,md}
+(``--out``: another name).
 
     .venv/bin/python bench/api_latency.py --limit 0 --fresh      # the full catalog (slow on 2 cores)
     .venv/bin/python bench/api_latency.py --data-dir /work/data-x --skip-ingest \
@@ -172,6 +173,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=100, help="requests per case and run")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--concurrency", default="1,4,16", help="comma-separated numbers of concurrent clients")
+    ap.add_argument("--out", default="api_latency", help="name of the results files in bench/results/")
     ap.add_argument("--skip-ingest", action="store_true", help="measure the store already in --data-dir")
     ap.add_argument("--old-code", type=Path, help="a checkout whose server runs side by side (old vs new)")
     ap.add_argument("--old-data-dir", type=Path, help="that server's copy of the store (one process per store)")
@@ -298,7 +300,7 @@ def write(
         "server_rss_mb": rss,
         "old_code": str(args.old_code) if args.old_code else None,
     }
-    (RESULTS / "api_latency.json").write_text(json.dumps({"meta": meta, "cases": results}, indent=2))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps({"meta": meta, "cases": results}, indent=2))
     side = args.old_code is not None
     lines = [
         "# API latency (bench/api_latency.py)",
@@ -339,7 +341,7 @@ def write(
         for label, r in rss.items()
     )
     lines.append(f"Store: {disk}+{store_rss:.0f} MB RSS to open; {servers}.")
-    (RESULTS / "api_latency.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
