@@ -129,15 +129,16 @@ def split(store: EdgeProductStore, settings: Settings, picks: list[tuple[str, st
         t0 = time.process_time()
         answers = store._engine_batch(version, [lf._plain(p, False) for p in lf.candidate_prefetches(plan)])
         t1 = time.process_time()
-        lists = [[(r.id, float(r.score)) for r in a] for a in answers]
-        union = list(dict.fromkeys(i for lst in lists for i, _ in lst))
-        fused = lf._weighted_sum(plan, lists, (0.5, 0.5), lambda ps: store._engine_batch(version, ps))
+        ids: dict[Any, Any] = {}
+        lists = [[(lf._keyed(r.id, ids), float(r.score)) for r in a] for a in answers]
+        union = list(dict.fromkeys(ids[i] for lst in lists for i, _ in lst))
+        fused = lf._weighted_sum(plan, lists, (0.5, 0.5), lambda ps: store._engine_batch(version, ps), ids)
         t2 = time.process_time()
         top = sorted(fused, key=lambda i: -fused[i])[:10]
-        store._retrieve(version, [str(i) for i in top], True, False)
+        store._retrieve(version, [str(ids[i]) for i in top], True, False)
         t3 = time.process_time()
         for n, lst in zip(("image", "text"), lists, strict=True):
-            have = {i for i, _ in lst}
+            have = {ids[i] for i, _ in lst}
             missing = [i for i in union if i not in have]
             records = store._retrieve(version, [str(i) for i in missing], False, True)
             m = np.asarray([r.vector[n] for r in records], np.float32)
