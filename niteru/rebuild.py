@@ -33,6 +33,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from niteru.categorize import CategoryTrainingError, category_dir, fit_from_stor
 from niteru.gate import gate, save_report
 from niteru.joint import ImageModel, train_for_rebuild
 from niteru.model_config import text_config
+from niteru.model_prune import prune_models
 from niteru.model_sync import record_text_model, recorded_text_models
 from niteru.products import ProductFields, content_hash
 from niteru.route_table import drop_route_table, save_route_table
@@ -174,6 +176,7 @@ def rebuild(
     for the tests: a write made there is certainly missing from the copy, so a test can check that the
     catch-up carried it over (a sleep cannot pick that moment)."""
     with rebuild_lock(settings):
+        started = time.time()
         previous = store.current_version()
         points = [p for batch in store.scroll(batch_size=512, with_vectors=True) for p in batch]
         if len(points) < 2:
@@ -205,11 +208,14 @@ def rebuild(
         except Exception:
             store.drop(new)
             drop_route_table(settings, new)
+            _prune(store, settings, started, staged.name)
             raise
         if not verdict.swap:
-            # Refused: the live collection never stopped serving nor taking writes; only the copy goes.
+            # Refused: the live collection never stopped serving nor taking writes; only the copy goes, and
+            # its models with it.
             store.drop(new)
             drop_route_table(settings, new)
+            _prune(store, settings, started, staged.name)
             save_report(settings, verdict.report, "live")
             log.warning("rebuild: %s refused by the gate (%s), %s serves on", new, verdict.report["falls"], previous)
             return RebuildReport(previous, previous, store.count(), caught, text.version, [new], False, verdict.report)
@@ -223,6 +229,7 @@ def rebuild(
                 caught += _same_count(store, target, models)
             except Exception:
                 store.drop(new)
+                _prune(store, settings, started, staged.name)
                 raise
             at_switch = _signatures(target)  # only the rebuild has written to it so far
             store.switch(new)
@@ -238,6 +245,7 @@ def rebuild(
         for v in dropped:
             store.drop(v)
             drop_route_table(settings, v)
+        _prune(store, settings, started)
         if verdict.report:
             save_report(settings, verdict.report, "new")
         log.info("rebuild: %s -> %s (%d products, %d caught up)", previous, new, len(points), caught)
@@ -245,6 +253,15 @@ def rebuild(
         report.routing = routing
         report.joint_model = None if models.joint is None else models.joint.version
         return report
+
+
+def _prune(store: ProductStore, settings: Settings, started: float, staged: str | None = None) -> None:
+    """The models no collection needs (``niteru.model_prune``); a failure to remove them is logged, never
+    raised: the rebuild's outcome stands."""
+    try:
+        prune_models(settings, store.versions(), started, staged)
+    except OSError as exc:
+        log.warning("rebuild: models not pruned: %s", exc)
 
 
 def _catch_up(live: ProductStore, target: ProductStore, models: Models, passes: int) -> int:

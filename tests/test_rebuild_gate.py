@@ -22,7 +22,9 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from cli.main import app as cli
+from embedding.text.artifact import resolve
 from niteru.gate import report_path
+from niteru.model_sync import recorded_text_models
 from niteru.rebuild import rebuild
 from niteru.settings import Settings, get_settings
 from niteru.store import ProductPoint, ProductStore, open_store
@@ -35,6 +37,15 @@ def copy_of(ingested: Ingested, tmp_path: Path) -> Settings:
     data = tmp_path / "data"
     shutil.copytree(ingested.settings.data_dir, data)
     return Settings(**{**ingested.settings.model_dump(), "data_dir": data})
+
+
+def models_on_disk(settings: Settings, store: ProductStore) -> tuple[set[str], set[str]]:
+    """The text and joint model versions on disk, and those some collection of the store (or CURRENT) needs."""
+    text = settings.models_dir / "text"
+    needed = {v for c, v in recorded_text_models(settings).items() if c in store.versions()} | {resolve(text).name}
+    kinds = [settings.models_dir / k for k in ("text", "joint")]
+    found = {p.name for d in kinds if d.is_dir() for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    return found, needed
 
 
 def worsen(store: ProductStore, written: list[str]) -> Callable[[ProductStore], None]:
@@ -65,6 +76,8 @@ def test_a_worse_rebuild_is_refused_and_the_live_collection_serves_on(ingested: 
         assert store.current_version() == before == report.current
         assert store.versions() == versions and report.dropped[0] not in store.versions()  # the copy is gone
         assert store.get(written[0]) is not None  # the write made meanwhile is served
+        found, needed = models_on_disk(settings, store)
+        assert found <= needed and report.text_model not in found - needed  # the refused copy's models went
     kept = json.loads(report_path(settings).read_text())
     assert kept["serving"] == "live" and kept["decision"] == "refuse"
     live = kept["live"]["measures"]["all"]
@@ -114,6 +127,9 @@ def test_a_normal_rebuild_swaps_and_the_command_prints_the_report(
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
+    with open_store(settings) as store:  # three text models were trained: the first (ingest's) is no longer needed
+        found, needed = models_on_disk(settings, store)
+        assert found <= needed and len(store.versions()) == 2
     kept = json.loads(report_path(settings).read_text())
     assert kept["decision"] == "swap" and kept["falls"] == {} and kept["serving"] == "new"
     assert kept["live"]["collection"] == first.current and kept["new"]["collection"] != first.current
