@@ -63,15 +63,10 @@ class QueryOutcome:
 
 
 def samplable(product: Product) -> bool:
-    """A product the sample may hold: a category and subcategory the shop gave, a catalog image path (the
-    variant's photo is made from it; URLs are not fetched again and uploads are not kept)."""
-    image = product.image
-    return (
-        bool(product.category and product.subcategory)
-        and not product.category_estimated
-        and "://" not in image
-        and not image.startswith("upload:")
-    )
+    """A product the sample may hold: a category and subcategory the shop gave. (Its variant's photo is
+    made from the catalog file or from the kept copy of an upload or URL, ``niteru.photos``; a product
+    with neither is skipped by ``make_variants``.)"""
+    return bool(product.category and product.subcategory) and not product.category_estimated
 
 
 def fixed_sample(products: Iterable[Product], n: int, seed: int) -> list[Product]:
@@ -91,7 +86,7 @@ def fixed_sample(products: Iterable[Product], n: int, seed: int) -> list[Product
 
 def make_variants(sample: Sequence[Product], read_image: Callable[[str], bytes], seed: int) -> list[Variant]:
     """The variant of each sample product whose image can be read: ``read_image`` (image ref -> bytes, e.g.
-    ``niteru.fetch.read_image_path``) raises ``Refusal`` when it cannot."""
+    ``niteru.photos.read_photo``) raises ``Refusal`` when it cannot."""
     out = []
     for p in sample:
         try:

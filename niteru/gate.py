@@ -95,7 +95,7 @@ def gate(
     routed by the table fitted on its collection (none fitted: the default table) and
     with its own joint model (``new_joint``: trained for ``new``; the live one's is that of its text model).
     ``image`` and ``live_text`` default to the service's models (the current text model)."""
-    from niteru.fetch import read_image_path
+    from niteru.photos import read_photo
 
     if settings.rebuild_gate_sample == 0:  # no gate: swap unchecked, no report
         return Verdict(True, {})
@@ -114,9 +114,10 @@ def gate(
     in_new = {p.product.product_id for batch in new.scroll(batch_size=1024, with_vectors=False) for p in batch}
     products = (p.product for batch in live.scroll(batch_size=1024, with_vectors=False) for p in batch)
     sample = fixed_sample((p for p in products if p.product_id in in_new), settings.rebuild_gate_sample, report["seed"])
-    variants = make_variants(sample, lambda ref: read_image_path(ref, settings), settings.rebuild_gate_seed)
+    variants = make_variants(sample, lambda ref: read_photo(ref, settings), settings.rebuild_gate_seed)
     if not variants:  # nothing measurable: say so rather than pass on empty figures
-        reason = f"none of {len(sample)} sample products has an image readable in catalog_dir {settings.catalog_dir}"
+        where = f"catalog_dir {settings.catalog_dir} or a kept copy"
+        reason = f"none of {len(sample)} sample products has a readable photo ({where})"
         report.update(decision="unchecked", reason=reason)
         log.warning("rebuild gate: %s", reason)
         return Verdict(True, report)

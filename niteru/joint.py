@@ -150,14 +150,14 @@ def _reshot_vectors(
 
     from embedding.image import MobileNetEmbedder
     from embedding.joint.augment import reshoot
-    from niteru.fetch import read_image_path
     from niteru.model_config import image_config
+    from niteru.photos import read_photo
 
     images: list[Image.Image] = []
     where: list[int] = []
     for n, ref in enumerate(refs):
         try:
-            with Image.open(io.BytesIO(read_image_path(ref, settings))) as img:
+            with Image.open(io.BytesIO(read_photo(ref, settings))) as img:
                 images.append(reshoot(img, rng))
             where.append(n)
         except (Refusal, OSError, ValueError) as exc:

@@ -52,6 +52,7 @@ from niteru.joint import ImageModel, train_for_rebuild
 from niteru.model_config import text_config
 from niteru.model_prune import prune_models
 from niteru.model_sync import record_text_model, recorded_text_models
+from niteru.photos import prune_photos
 from niteru.products import ProductFields, content_hash
 from niteru.route_table import drop_route_table, save_route_table
 from niteru.settings import Settings
@@ -246,6 +247,9 @@ def rebuild(
             store.drop(v)
             drop_route_table(settings, v)
         _prune(store, settings, started)
+        removed = prune_photos(settings, (p.product.image for p in points), started)
+        if removed:
+            log.info("rebuild: %d kept photos no product refers to removed", removed)
         if verdict.report:
             save_report(settings, verdict.report, "new")
         log.info("rebuild: %s -> %s (%d products, %d caught up)", previous, new, len(points), caught)
@@ -351,12 +355,12 @@ def _fit_routing(
         return None
     from niteru.embedders import Embedders
     from niteru.evaluation import embed_variants, make_variants
-    from niteru.fetch import read_image_path
+    from niteru.photos import read_photo
     from niteru.products import Product
     from niteru.route_fit import NothingToFitError, fit_routes
 
     def variants(products: Sequence[Product]) -> dict[str, dict[str, np.ndarray]]:
-        made = make_variants(products, lambda ref: read_image_path(ref, settings), settings.route_fit_seed + 1)
+        made = make_variants(products, lambda ref: read_photo(ref, settings), settings.route_fit_seed + 1)
         embedders = Embedders(image_model(), models.text, models.joint)
         return {pid: dict(p.vectors) for pid, p in embed_variants(made, embedders).items()}
 

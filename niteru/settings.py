@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     )
     image_min_side: int = Field(8, ge=1, description="Refuse images whose shorter side is below this.")
     image_max_bytes: int = Field(10 * 1024 * 1024, description="Largest encoded image accepted.")
+    keep_photos: bool = Field(
+        True,
+        description="Keep a small copy (256 px JPEG, a few KB) of each uploaded or URL-fetched photo under "
+        "data_dir/photos, for the rebuild's look-alike work (joint model's re-shot photos, the routing fit's "
+        "variants, the gate); catalog photos are read from catalog_dir. Off: such products get none of it.",
+    )
     image_threads: int = Field(0, ge=0, le=64, description="Threads of one image forward pass (0: all cores).")
     image_precision: Precision = Field(
         "fp32",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 from niteru.categorize import Estimator
 from niteru.embedders import Embedders, ProductInput, embed_products, input_hash, reembed_text
+from niteru.photos import is_kept, keep_photo
 from niteru.products import Product, ProductFields, now_version
 from niteru.refusals import Refusal
 from niteru.settings import Settings
@@ -68,6 +69,7 @@ class _Item:
     existing: ProductPoint | None
     version: int = 0
     point: ProductPoint | None = None
+    photo: bytes | None = None  # an upload's or a URL's bytes, kept as a small copy once stored (niteru.photos)
 
 
 @dataclass
@@ -151,6 +153,8 @@ class ProductWriter:
             product, pid = it.point.product, it.point.product.product_id
             status: WriteStatus = "stale" if pid in stale else ("updated" if it.existing is not None else "created")
             results[it.index] = WriteResult(pid, status, product, product.image_version)
+            if it.photo is not None and status != "stale":
+                keep_photo(self.settings, product.image, it.photo)
         done = [r for r in results if r is not None]
         assert len(done) == len(results), "every item has a result"
         return done
@@ -233,6 +237,7 @@ class ProductWriter:
                 results[it.index] = WriteResult(stored.product_id, "unchanged", stored, stored.image_version)
                 continue
             inputs[it.index] = item
+            it.photo = data if is_kept(it.write.image.ref) else None
         return inputs
 
     def _read(self, it: _Item) -> bytes | Refusal:

@@ -7,6 +7,7 @@ an estimated category; get, list, the stored image, delete; and the refusals of 
 from __future__ import annotations
 
 import functools
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -15,9 +16,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from niteru.photos import PHOTO_SIDE, read_photo
 from tests.fast_fixtures import FastApi, photo, row_body
 
 pytestmark = pytest.mark.catalog  # real catalog-dev rows, read in place
+
+
+def assert_kept_photo(api: FastApi, ref: str) -> None:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(read_photo(ref, api.settings))) as kept:
+        assert kept.format == "JPEG" and max(kept.size) <= PHOTO_SIDE
 
 
 def first(api: FastApi, category: str) -> int:
@@ -114,6 +123,7 @@ def test_put_from_url_and_its_image_redirects(fast_api: FastApi, photo_server: s
     assert r.json()["image"] == f"{photo_server}/g.png"
     image = client.get("/v1/products/put-url/image", follow_redirects=False)
     assert image.status_code == 307 and image.headers["location"] == f"{photo_server}/g.png"
+    assert_kept_photo(fast_api, r.json()["image"])  # for the rebuild's look-alike work: the URL is not fetched again
     # an address outside the allow-list is refused before anything is fetched
     refused = client.put("/v1/products/put-url-2", json=body | {"image_url": "http://10.0.0.1/x.png"})
     assert refused.status_code == 422, refused.text
@@ -127,8 +137,9 @@ def test_upload_new_photo_keeps_fields_then_delete(fast_api: FastApi) -> None:
         "/v1/products/up-1/image", files={"file": ("a.png", first_photo, "image/png")}, data={"product": product}
     )
     assert r.status_code == 201 and r.json()["image"].startswith("upload:"), r.text
-    # only the vector of an upload is kept: no image to serve
+    # the vector and a small copy for the rebuild's look-alike work are kept: no image to serve
     assert client.get("/v1/products/up-1/image").status_code == 404
+    assert_kept_photo(fast_api, r.json()["image"])
     # a new photo for the stored product without repeating its fields (octet-stream: the bytes decide)
     second = photo((20, 20, 20), fmt="JPEG")
     r = client.put("/v1/products/up-1/image", files={"file": ("b.jpg", second, "application/octet-stream")})

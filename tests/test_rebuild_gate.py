@@ -9,6 +9,7 @@ rebuild`` prints the report.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from collections.abc import Callable
@@ -26,8 +27,11 @@ from embedding.text.artifact import resolve
 from niteru.gate import report_path
 from niteru.model_sync import recorded_text_models
 from niteru.rebuild import rebuild
+from niteru.route_table import load_route_table
 from niteru.settings import Settings, get_settings
 from niteru.store import ProductPoint, ProductStore, open_store
+from niteru.write_inputs import ImageSource, ProductWrite, fields_of
+from niteru.writes import ProductWriter, WriteResult
 from tests.store_fixtures import Ingested
 
 pytestmark = [pytest.mark.weights, pytest.mark.catalog, pytest.mark.slow]
@@ -139,3 +143,42 @@ def test_a_normal_rebuild_swaps_and_the_command_prints_the_report(
     assert f"-> {kept['new']['collection']}" in printed
     for name in ("p10", "variant_r1", "colour", "brand"):
         assert f"\n  {name} " in printed
+
+
+def as_png(path: Path) -> bytes:
+    """The photo as a shop would upload it: other bytes (a stored product sent the same bytes is unchanged)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    with Image.open(path) as img:
+        img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_a_store_filled_by_uploads_is_measured_from_the_kept_photos(ingested: Ingested, tmp_path: Path) -> None:
+    """Every product re-sent as an upload (image ``upload:<sha>``, no catalog file behind it), then the
+    catalog folder gone: the gate and the routing fit make their variants from the kept copies instead of
+    passing unchecked and fitting by precision alone."""
+    settings = copy_of(ingested, tmp_path)
+    with open_store(settings) as store:
+        points = [p for batch in store.scroll() for p in batch]
+        writer = ProductWriter(settings, store, ingested.embedders)
+        uploads = [
+            ProductWrite(
+                p.product.product_id,
+                fields_of(p.product),
+                ImageSource.given(as_png(settings.catalog_dir / p.product.image)),
+            )
+            for p in points
+        ]
+        statuses = {o.status for o in writer.write_many(uploads) if isinstance(o, WriteResult)}
+        assert statuses == {"updated"}
+    # The slice is small: half of it validates the routing fit, which then fits with a few queries.
+    small_fit = {"route_fit_validation_share": 0.5, "route_fit_min_queries": 5}
+    uploads_only = Settings(**{**settings.model_dump(), "catalog_dir": tmp_path / "no-catalog", **small_fit})
+    with open_store(uploads_only) as store:
+        assert all(p.product.image.startswith("upload:") for batch in store.scroll() for p in batch)
+        report = rebuild(store, uploads_only, force=True)
+    assert report.gate["decision"] in ("swap", "forced") and report.gate["sample"] > 0  # not "unchecked"
+    table = load_route_table(uploads_only, report.current)
+    assert table is not None and table.info["variants"] > 0
