@@ -53,7 +53,7 @@ from niteru.embedders import load_embedders  # noqa: E402
 from niteru.evaluation import QueryOutcome, Variant, embed_variants, evaluate, make_variants, measures  # noqa: E402
 from niteru.fetch import read_image_path  # noqa: E402
 from niteru.fusion import Fusion  # noqa: E402
-from niteru.route_fit import in_validation  # noqa: E402
+from niteru.route_grid import in_validation  # noqa: E402
 from niteru.route_table import RouteTable, load_route_table  # noqa: E402
 from niteru.routing import DEFAULT_WEIGHTS, Mode  # noqa: E402
 from niteru.settings import get_settings  # noqa: E402
