@@ -78,8 +78,8 @@ def test_a_route_that_gains_precision_but_loses_colour_is_not_chosen() -> None:
     assert label_only.global_row.weights["joint"] > 0 and label_only.global_row.score == 1.0
     row = kept.global_row
     assert row.lookalike["reference"] == "image only"
-    colour, floor = row.lookalike["colour"], row.lookalike["colour_floor"]
-    assert isinstance(colour, float) and isinstance(floor, float) and colour >= floor
+    kept_colour, floor = row.lookalike["colour"], row.lookalike["colour_floor"]
+    assert isinstance(kept_colour, float) and isinstance(floor, float) and kept_colour >= floor
     # the label-only choice loses colour against image only: it is not eligible, so precision was given up
     assert row.weights != label_only.global_row.weights and (row.score or 0) < 1.0
     assert kept.info["references"]["image only"]["colour"] > kept.info["references"]["50/50"]["colour"]
