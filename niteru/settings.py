@@ -264,7 +264,7 @@ class Settings(BaseSettings):
     route_fit: bool = Field(True, description="The rebuild fits the routing table on its new collection.")
     route_fit_objective: Literal["precision@10"] = Field(
         "precision@10",
-        description="What the fit maximises on the validation queries (niteru/route_fit.py OBJECTIVES): "
+        description="What the fit maximises on the validation queries (niteru/route_grid.py OBJECTIVES): "
         "precision@10 = share of the 10 results in the query's subcategory.",
     )
     route_fit_validation_share: float = Field(
