@@ -138,7 +138,9 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
         "brand": unknown if data.brands is None else data.brands[queries] >= 0,
         "variant": next(iter(measured.values())).looks[5] > 0,
     }
-    eligible = Eligibility(measured, modes, naming, settings)
+    # Without variants (``niteru ingest``: no joint vector yet) there is no look-alike check: the nearest mode
+    # of colour and brand alone is text, which loses re-listings, and the check would steer the table to it.
+    eligible = Eligibility(measured, modes, naming, settings, enabled=variants is not None)
     everyone = np.ones(len(queries), bool)
     anchor = Choice(settings.fusion, tuple(1 / len(names) for _ in names))
     grid_eligible = {c: scores[c] for c in choices if eligible(c, everyone)[0]}

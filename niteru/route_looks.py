@@ -17,6 +17,7 @@ image only, text only, 50/50, the hand table), less ``route_fit_lookalike_tolera
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 
@@ -71,6 +72,21 @@ def pooled(counts: np.ndarray, mask: np.ndarray, attribute: str) -> float | None
     return float(counts[i][mask].sum()) / total if total else None
 
 
+def fall_bound(route: np.ndarray, reference: np.ndarray, scope: np.ndarray, attribute: str, z: float) -> float:
+    """A one-sided lower confidence bound (``z`` standard errors) of the reference's value less the route's:
+    the gate's rule (``niteru.gate_stats``: a fall counts only when it is above zero with confidence), its
+    paired bootstrap replaced by the normal approximation of the same pooled ratios (a fit makes thousands of
+    checks). Paired: both sides answer the same queries."""
+    i = 2 * ATTRIBUTES.index(attribute)
+    parts = []
+    for counts in (reference, route):
+        kept, total = counts[i][scope], counts[i + 1][scope]
+        whole = float(total.sum())
+        parts.append((kept - (float(kept.sum()) / whole) * total) / whole if whole else np.zeros(len(kept)))
+    fall = (pooled(reference, scope, attribute) or 0.0) - (pooled(route, scope, attribute) or 0.0)
+    return fall - z * float(np.sqrt(((parts[0] - parts[1]) ** 2).sum()))
+
+
 def check(
     counts: np.ndarray,
     references: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -79,6 +95,7 @@ def check(
     min_queries: int,
     tolerances: dict[str, float],
     each_best: bool = False,
+    confidence: float = 0.0,
 ) -> tuple[bool, Figures]:
     """Whether a route (``counts``: ``kept_counts`` and the variant rows) keeps each attribute on the queries
     of ``mask`` at least as well as the nearest reference mode less the attribute's tolerance; with the
@@ -90,7 +107,9 @@ def check(
       image the other way round), so the best of each is a point no route may reach, the modes included.
       The floor is the mode whose largest shortfall from that point is the smallest (ties: the better
       objective): a route eligible against it is at least as near the best of each as any mode users had.
-      ``each_best``: the best of each attribute instead (strict; often nothing is eligible)."""
+      ``each_best``: the best mode of each attribute instead (strict; often nothing is eligible).
+    - **Noise** (``confidence`` > 0): a route below a floor still passes unless its fall is above zero
+      with that confidence (``fall_bound``), as in the gate; 0: the point values alone decide."""
     scopes = {a: mask if int((mask & naming[a]).sum()) >= min_queries else np.ones_like(mask) for a in ATTRIBUTES}
     values = {label: {a: pooled(r, scopes[a], a) for a in ATTRIBUTES} for label, (_, r) in references.items()}
     best = {a: max((x for v in values.values() if (x := v[a]) is not None), default=None) for a in ATTRIBUTES}
@@ -99,13 +118,19 @@ def check(
         return max((b - (values[label][a] or 0.0) for a in ATTRIBUTES if (b := best[a]) is not None), default=0.0)
 
     nearest = min(references, key=lambda m: (round(shortfall(m), 9), -float(references[m][0][mask].mean())))
+    z = NormalDist().inv_cdf(confidence) if confidence > 0 else 0.0
     ok = True
     figures: Figures = {"reference": "each best" if each_best else nearest}
     for a in ATTRIBUTES:
-        target = best[a] if each_best else values[nearest][a]
+        mode = nearest
+        if each_best:
+            mode = max(references, key=lambda m, a=a: values[m][a] or 0.0)  # type: ignore[misc]
+        target = values[mode][a]
         floor = None if target is None else target - tolerances[a]
         value = pooled(counts, scopes[a], a)
-        if floor is not None and (value or 0.0) < floor - TIE:  # no result in the subcategory keeps nothing
+        # No result in the subcategory keeps nothing; a fall within the noise is no fall (confidence > 0).
+        below = floor is not None and (value or 0.0) < floor - TIE
+        if below and (z == 0 or fall_bound(counts, references[mode][1], scopes[a], a, z) > 0):
             ok = False
         figures |= {a: value, f"{a}_floor": floor, f"{a}_scope": "category" if scopes[a] is mask else "global"}
     return ok, figures

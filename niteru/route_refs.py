@@ -79,8 +79,9 @@ class Eligibility:
         modes: dict[str, Measured],
         naming: dict[str, np.ndarray],
         settings: Settings,
+        enabled: bool = True,
     ) -> None:
-        self.measured, self.settings, self.naming = measured, settings, naming
+        self.measured, self.settings, self.naming, self.enabled = measured, settings, naming, enabled
         self.references = {label: (m.score, m.looks) for label, m in modes.items()}
         self.tolerances = {
             "colour": settings.route_fit_lookalike_tolerance,
@@ -90,6 +91,8 @@ class Eligibility:
 
     def __call__(self, choice: Choice, mask: np.ndarray) -> tuple[bool, Figures]:
         s = self.settings
+        if not self.enabled:
+            return True, {}
         return check(
             self.measured[choice].looks,
             self.references,
@@ -98,6 +101,7 @@ class Eligibility:
             s.route_fit_lookalike_min_queries,
             self.tolerances,
             s.route_fit_lookalike_reference == "each best",
+            s.route_fit_lookalike_confidence,
         )
 
     def fallback(self, candidates: dict[str, Choice], mask: np.ndarray) -> tuple[str, Choice]:

@@ -305,6 +305,15 @@ class Settings(BaseSettings):
         "modes on each measure separately, a point no route (not even a mode) may reach where the modes trade one "
         "measure for another (niteru/route_looks.py).",
     )
+    route_fit_lookalike_confidence: float = Field(
+        0.95,
+        ge=0,
+        lt=1,
+        description="A route below a look-alike floor is still eligible unless its fall is above zero with this "
+        "confidence (a paired normal approximation over the queries judged): the gate's rule "
+        "(niteru/gate_stats.py), so that the noise of a few hundred queries does not decide. 0: the point "
+        "values alone decide.",
+    )
     route_fit_lookalike_min_queries: int = Field(
         20,
         ge=1,

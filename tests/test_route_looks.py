@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from niteru.route_fit import fit_table
-from niteru.route_grid import FitData
+from niteru.route_grid import FitData, Variants
 from niteru.route_looks import attributes, check, kept_counts
 from niteru.settings import Settings
 
@@ -45,6 +45,12 @@ def collection(vectors: dict[str, np.ndarray], colours: int, brands: int = 0, *,
     )
 
 
+def copies(vectors: dict[str, np.ndarray]) -> Variants:
+    """Every product re-listed unchanged: each finds its original first, whatever the route (the look-alike
+    check runs only when the fit has variants, as the rebuild's does)."""
+    return Variants(np.arange(len(next(iter(vectors.values())))), vectors)
+
+
 def basis(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return unit(rng.normal(size=(k, n)))
 
@@ -74,7 +80,9 @@ def test_a_route_that_gains_precision_but_loses_colour_is_not_chosen() -> None:
     }
     settings = Settings(route_fit_validation_share=0.5, route_fit_min_queries=5)
     label_only = fit_table(collection(vectors, 6, looks=False), settings, "c")
-    kept = fit_table(collection(vectors, 6), settings, "c")
+    kept = fit_table(collection(vectors, 6), settings, "c", copies(vectors))
+    # without variants (niteru ingest) there is no look-alike check
+    assert fit_table(collection(vectors, 6), settings, "c").global_row.weights == label_only.global_row.weights
     assert label_only.global_row.weights["joint"] > 0 and label_only.global_row.score == 1.0
     row = kept.global_row
     assert row.lookalike["reference"] == "image only"
@@ -103,14 +111,17 @@ def test_when_no_route_is_eligible_the_fit_falls_back_to_a_reference_mode() -> N
     strict = Settings(
         route_fit_validation_share=0.5, route_fit_min_queries=5, route_fit_lookalike_reference="each best"
     )
-    table = fit_table(collection(vectors, 3, 10), strict, "c")
+    table = fit_table(collection(vectors, 3, 10), strict, "c", copies(vectors))
     assert table.info["eligible"] == 0
     assert table.global_row.basis.startswith("global: reference mode ")
     references = {(1.0, 0.0), (0.0, 1.0), (0.5, 0.5), (0.2, 1.0)}  # image, text, 50/50, the hand table's '*'
     for row in (table.global_row, table.rows["things"]):
         assert (row.weights["image"], row.weights["text"]) in references
     nearest = fit_table(
-        collection(vectors, 3, 10), strict.model_copy(update={"route_fit_lookalike_reference": "nearest mode"}), "c"
+        collection(vectors, 3, 10),
+        strict.model_copy(update={"route_fit_lookalike_reference": "nearest mode"}),
+        "c",
+        copies(vectors),
     )
     assert nearest.info["eligible"] > 0 and nearest.global_row.basis == "global"
 
