@@ -66,19 +66,16 @@ def held_out_choice(
     first: np.ndarray,
     second: np.ndarray,
     top: Choice,
-    holds: Callable[[Choice, np.ndarray], bool] | None = None,
     among: Sequence[Choice] | None = None,
 ) -> tuple[Choice, str, dict[str, float]]:
     """A category's choice: its best on the ``first`` queries (of ``among``: the routes eligible there; all
-    by default), kept only if it scores at least the global ``top`` on the held-out ``second`` ones (and
-    ``holds`` there: still eligible); else ``top``. Returns the choice, its basis and the check."""
+    by default), kept only if it scores at least ``top`` (the global row, or what replaces it) on the
+    held-out ``second`` ones; else ``top``. Returns the choice, its basis and the check."""
     choice = best({c: scores[c] for c in among} if among is not None else scores, first, top)
     check = {"row": float(scores[choice][second].mean()), "global": float(scores[top][second].mean())}
-    if check["row"] < check["global"] - TIE:
-        return top, "global: not better on held-out", check
-    if holds is not None and choice != top and not holds(choice, second):
-        return top, "global: look-alike not kept on held-out", check
-    return choice, "fitted", check
+    if check["row"] >= check["global"] - TIE:
+        return choice, "fitted", check
+    return top, "global: not better on held-out", check
 
 
 def measure_all(
@@ -184,11 +181,13 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
             own = {k: c for k, c in refs.items() if not k.startswith("hand:") or k == f"hand:{category}"}
             label, alternative = eligible.fallback(own, mask)
             name = f"reference mode {label} (the global row loses look-alike here)"
-        first_eligible = [c for c in choices if eligible(c, first)[0]]
-        choice, basis, check_ = alternative, "global: no route eligible on the first half", dict[str, float]()
-        if first_eligible:
-            holds = lambda c, m: eligible(c, m)[0]  # noqa: E731
-            choice, basis, check_ = held_out_choice(scores, first, second, alternative, holds, first_eligible)
+        # Eligible on each half alone: the best route of the first half sits at the edge of a floor, and on
+        # the held-out half it fell below (catalog-dev fashion: brand 73.3 against 74.2); a route must hold
+        # on both halves, then the held-out half checks its precision.
+        both = [c for c in choices if eligible(c, first)[0] and eligible(c, second)[0]]
+        choice, basis, check_ = alternative, "global: no route eligible on both halves", dict[str, float]()
+        if both:
+            choice, basis, check_ = held_out_choice(scores, first, second, alternative, among=both)
         basis = basis.replace("global", name, 1)
         rows[category] = row(choice, mask, basis, check_)
     elapsed = time.perf_counter() - started

@@ -29,8 +29,8 @@ FORMAT = 1
 @dataclass(frozen=True)
 class Row:
     """One category's choice. ``basis``: ``fitted`` (its own best), or why it took the global row
-    (``global: too few queries``, ``global: not better on held-out``, ``global: look-alike not kept on
-    held-out``, ``global``: the row of every category the fit had no row for), or ``reference mode ...``: no
+    (``global: too few queries``, ``global: not better on held-out``, ``global: no route eligible on
+    both halves``, ``global``: the row of every category the fit had no row for), or ``reference mode ...``: no
     eligible route held, so a mode users had before the fit (``niteru.route_refs``)."""
 
     weights: dict[str, float]
