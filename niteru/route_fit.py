@@ -13,19 +13,20 @@ alike. The rebuild calls ``fit_routes`` on its new collection before the swap an
   other the store gains) whose parts are multiples of ``route_fit_step`` summing to 1, times every fusion
   rule (``niteru.fusion.RULES``).
 - **Objective**: ``OBJECTIVES[route_fit_objective]`` (precision@10), one score per query.
-- **Eligibility**: a route is eligible only when it is not worse than the best *reference mode* (image
-  only, text only, 50/50, the hand table: ``reference_routes``) on the look-alike measures: variant
-  recall@1 over every variant (floor: the best mode's less ``route_fit_variant_tolerance``), and colour
-  and brand consistency (``niteru.route_looks.check``: on the queries judged when enough name the
-  attribute, else on all). Precision@10 counts the label only; these keep the fit from buying it with the
-  look (a joint-heavy route lost brand on catalog-dev and the gate refused it).
+- **Eligibility**: a route is eligible only when it does not lose what looks alike against the *reference
+  modes* (image only, text only, 50/50, the hand table: ``reference_routes``): variant recall@1, colour and
+  brand consistency, each at least the nearest mode's less its tolerance unless the fall is within the
+  noise, on the queries judged when enough name the attribute, else on all (``niteru.route_looks.check``).
+  Precision@10 counts the label only; this keeps the fit from buying it with the look (a joint-heavy route
+  lost brand on catalog-dev and the gate refused it). Without variants (``niteru ingest``) no check.
 - **Global row**: the best eligible route over all validation queries (ties go to the ``fusion`` setting
   at equal weights); none eligible: the best reference mode (by eligibility, then the objective).
 - **A category's row**: with fewer than ``route_fit_min_queries`` queries, the global row. Else its queries
-  are halved (seeded): the best route eligible on the first half (ties go to the global row) is kept only
-  when, on the second, held-out half, it scores at least the global row and is still eligible; otherwise
-  the global row, if it is eligible on the category's queries, else the category's best reference mode.
-  A row is never a route that a check found worse than the global one or than what users had before.
+  are halved (seeded): among the routes eligible on each half alone, the best on the first half (ties go
+  to the global row) is kept only when it scores at least the global row on the second, held-out half;
+  otherwise the global row, if it is eligible on the category's queries, else the category's best
+  reference mode (which then also stands in for the global row in the held-out check). A row is never a
+  route that a check found worse than the global one or than what users had before.
 """
 
 from __future__ import annotations

@@ -1,15 +1,17 @@
-"""The look-alike side of the routing fit (issue 17): colour and brand consistency of a route's results,
-computed as ``niteru.evaluation`` does, and the check that keeps a route from losing them.
+"""The look-alike side of the routing fit (issue 17): variant recall@1, colour and brand consistency of a
+route's results, computed as ``niteru.evaluation`` does, and the check that keeps a route from losing them.
 
 Precision@10 counts the label only; a route leaning on a vector trained on the label (joint) can raise it
-while the results stop keeping the query's colour or brand (on catalog-dev the gate refused a fitted table
-for brand: 62.6 live, 55.2 new). So a route is eligible only when, on the validation queries, it keeps
-each attribute at least as well as the best of the *reference modes* (what users could get before the fit:
-image only, text only, 50/50, the hand table), less ``route_fit_lookalike_tolerance``:
+while a re-listed product no longer finds its original, or the results stop keeping the query's colour or
+brand (on catalog-dev the gate refused a fitted table for brand: 62.6 live, 55.2 new). So a route is
+eligible only when, on the validation queries, it keeps each at least as well as the nearest *reference
+mode* (what users could get before the fit: image only, text only, 50/50, the hand table; ``check``), less
+a tolerance, unless the fall is within the noise:
 
 - **Measure**: among a query's results in its subcategory, the share naming one of its colours
   (``lookalike.colours``), over the queries whose title names one; the same for the brand
-  (``lookalike.brand_of``). Pooled over the queries judged: kept / total, as ``evaluation.measures``.
+  (``lookalike.brand_of``); the share of variants whose first result is their original (counted on their
+  original's query). Pooled over the queries judged: kept / total, as ``evaluation.measures``.
 - **Scope**: the queries judged (a category's, or half of them) when at least ``route_fit_lookalike_min_queries``
   of them name the attribute; else every validation query (a few queries' share is mostly noise).
 """

@@ -1,9 +1,8 @@
 """The reference modes of the routing fit (``niteru.route_fit``) and the eligibility of a route against them.
 
 The reference modes are what users had before any fit: image only, text only, 50/50 and the hand table.
-A fitted route is eligible only when it is not worse than the best of them on the look-alike measures:
-variant recall@1 over every variant (the floor: the best mode's less ``route_fit_variant_tolerance``), and
-colour and brand consistency (``niteru.route_looks.check``). The fit falls back to a reference mode, never
+A fitted route is eligible only when it does not lose variant recall@1, colour or brand consistency
+against the nearest of them (``niteru.route_looks.check``). The fit falls back to a reference mode, never
 to an ineligible route, when no route is eligible.
 """
 
