@@ -279,7 +279,7 @@ def fitted_table(fitted: RouteTable | None) -> list[str]:
     head += " | ".join(f"{n} only" for n in names) + " |"
     lines = [
         f"Fitted routing table {fitted.version} (objective {fitted.objective}; {fitted.info.get('search', '')}; "
-        f"fit {fitted.info.get('fit_s')} s, of which search {fitted.info.get('search_s')} s; "
+        f"fit {fitted.info.get('fit_s')} s, of which search and scoring {fitted.info.get('search_s')} s; "
         f"{fitted.info.get('validation_queries')} validation queries, {fitted.info.get('grid')} routes):",
         "",
         head,

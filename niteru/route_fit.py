@@ -128,6 +128,7 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
     refs = reference_routes(names, categories, settings)
     choices = routes(len(names), settings.route_fit_step)
     measured = measure_all(data, queries, list(dict.fromkeys([*choices, *refs.values()])), variants, settings)
+    searched = time.perf_counter()
     scores = {c: m.score for c, m in measured.items()}
     modes = reference_modes(refs, measured, query_categories)
     unknown = np.zeros(len(queries), bool)
@@ -208,6 +209,7 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
         "lookalike_min_queries": settings.route_fit_lookalike_min_queries,
         "references": {label: mode_figures(m, everyone) for label, m in modes.items()},
         "search": "exact cosine in numpy over the whole collection (niteru/route_lists.py)",
+        "search_s": round(searched - started, 2),  # the search, and every route's fusion and measures
         "fit_s": round(elapsed, 2),
         "validation_share": settings.route_fit_validation_share,
         "seed": settings.route_fit_seed,
