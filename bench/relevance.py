@@ -53,7 +53,7 @@ from niteru.embedders import load_embedders  # noqa: E402
 from niteru.evaluation import QueryOutcome, Variant, embed_variants, evaluate, make_variants, measures  # noqa: E402
 from niteru.fetch import read_image_path  # noqa: E402
 from niteru.fusion import Fusion  # noqa: E402
-from niteru.route_fit import in_validation  # noqa: E402
+from niteru.route_grid import in_validation  # noqa: E402
 from niteru.route_table import RouteTable, load_route_table  # noqa: E402
 from niteru.routing import DEFAULT_WEIGHTS, Mode  # noqa: E402
 from niteru.settings import get_settings  # noqa: E402
@@ -279,7 +279,7 @@ def fitted_table(fitted: RouteTable | None) -> list[str]:
     head += " | ".join(f"{n} only" for n in names) + " |"
     lines = [
         f"Fitted routing table {fitted.version} (objective {fitted.objective}; {fitted.info.get('search', '')}; "
-        f"fit {fitted.info.get('fit_s')} s, of which search {fitted.info.get('search_s')} s; "
+        f"fit {fitted.info.get('fit_s')} s, of which search and scoring {fitted.info.get('search_s')} s; "
         f"{fitted.info.get('validation_queries')} validation queries, {fitted.info.get('grid')} routes):",
         "",
         head,

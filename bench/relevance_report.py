@@ -79,7 +79,8 @@ def target_check(summaries: list[dict[str, Any]]) -> list[str]:
         for s in summaries
         if s["config"] in ("image only", "text only") or s["config"].startswith(("hybrid", "routed (hand table"))
     ]
-    for measure, scope in (("variant_r1", "all"), ("colour", "fashion")):
+    checks = (("variant_r1", "all"), ("colour", "all"), ("brand", "all"), ("colour", "fashion"), ("brand", "fashion"))
+    for measure, scope in checks:
 
         def value(s: dict[str, Any], m: str = measure, c: str = scope) -> float | None:
             look = s["lookalike"] if c == "all" else s["lookalike_by_category"].get(c, {})
@@ -92,7 +93,7 @@ def target_check(summaries: list[dict[str, Any]]) -> list[str]:
             continue
         verdict = "ok" if got >= best_plain - 1e-9 else f"**below by {_pct(best_plain - got)} points**"
         lines.append(
-            f"- {measure} ({scope}): routed {_pct(got)} vs best of image/text/50-50 {_pct(best_plain)}: {verdict}"
+            f"- {measure} ({scope}): routed {_pct(got)} vs best of image/text/50-50/hand {_pct(best_plain)}: {verdict}"
         )
     return lines
 

@@ -74,7 +74,7 @@ def train_for_rebuild(
     config = joint_config(settings)
     if not settings.joint_enabled:
         return None
-    from niteru.route_fit import in_validation
+    from niteru.route_grid import in_validation
 
     # The routing fit's validation products are left out: the fit then weighs the joint vector by what it
     # does for products its model never saw, not by labels it learned (it would over-weight it).

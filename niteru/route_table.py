@@ -29,8 +29,9 @@ FORMAT = 1
 @dataclass(frozen=True)
 class Row:
     """One category's choice. ``basis``: ``fitted`` (its own best), or why it took the global row
-    (``global: too few queries``, ``global: not better on held-out``, ``global``: the row of every category
-    the fit had no row for)."""
+    (``global: too few queries``, ``global: not better on held-out``, ``global: no route eligible on
+    both halves``, ``global``: the row of every category the fit had no row for), or ``reference mode ...``: no
+    eligible route held, so a mode users had before the fit (``niteru.route_refs``)."""
 
     weights: dict[str, float]
     fusion: Fusion
@@ -40,6 +41,9 @@ class Row:
     global_score: float | None = None  # the global row's, on the same queries
     single: dict[str, float] = field(default_factory=dict)  # each vector alone, on the same queries
     held_out: dict[str, float] = field(default_factory=dict)  # the check: this choice and global, held-out half
+    # The look-alike eligibility of this row on its queries (niteru.route_refs): variant recall@1, colour and
+    # brand consistency, each with its floor (the best reference mode's less the tolerance) and scope.
+    lookalike: dict[str, float | str | None] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

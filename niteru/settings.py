@@ -270,7 +270,7 @@ class Settings(BaseSettings):
     route_fit: bool = Field(True, description="The rebuild fits the routing table on its new collection.")
     route_fit_objective: Literal["precision@10"] = Field(
         "precision@10",
-        description="What the fit maximises on the validation queries (niteru/route_fit.py OBJECTIVES): "
+        description="What the fit maximises on the validation queries (niteru/route_grid.py OBJECTIVES): "
         "precision@10 = share of the 10 results in the query's subcategory.",
     )
     route_fit_validation_share: float = Field(
@@ -285,11 +285,47 @@ class Settings(BaseSettings):
         300,
         ge=0,
         description="Re-listed variants (re-shot photo, re-written title) of validation products the rebuild's fit "
-        "searches with; only routes whose variant recall@1 is within route_fit_variant_tolerance of the best are "
-        "eligible (0: precision@10 alone).",
+        "searches with; only routes whose variant recall@1 is within route_fit_variant_tolerance of the best "
+        "reference mode's are eligible (0: no variant check; colour and brand are checked anyway).",
     )
     route_fit_variant_tolerance: float = Field(
-        0.02, ge=0, le=1, description="How far below the best route's variant recall@1 an eligible route may be."
+        0.01,
+        ge=0,
+        le=1,
+        description="How far below the reference mode's (image only, text only, 50/50 or the hand table: "
+        "route_fit_lookalike_reference) variant recall@1 an eligible route may be (niteru/route_looks.py). Half "
+        "the gate's rebuild_gate_tolerance: the fit's validation queries are not the gate's sample.",
+    )
+    route_fit_lookalike_tolerance: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="How far below the reference mode's colour (and brand) consistency an eligible route may be: "
+        "the share of its results in the query's subcategory that name the query's colour (brand), pooled over "
+        "the queries judged (niteru/route_looks.py). Half the gate's rebuild_gate_tolerance, as the variant one.",
+    )
+    route_fit_lookalike_reference: Literal["nearest mode", "each best"] = Field(
+        "nearest mode",
+        description="The floor of each look-alike measure (variant recall@1, colour, brand): that of the reference "
+        "mode nearest the best of each measure (the smallest largest shortfall), or 'each best': the best of the "
+        "modes on each measure separately, a point no route (not even a mode) may reach where the modes trade one "
+        "measure for another (niteru/route_looks.py).",
+    )
+    route_fit_lookalike_confidence: float = Field(
+        0.95,
+        ge=0,
+        lt=1,
+        description="A route below a look-alike floor is still eligible unless its fall is above zero with this "
+        "confidence (a paired normal approximation over the queries judged): the gate's rule "
+        "(niteru/gate_stats.py), so that the noise of a few hundred queries does not decide. 0: the point "
+        "values alone decide.",
+    )
+    route_fit_lookalike_min_queries: int = Field(
+        20,
+        ge=1,
+        description="Colour (brand, variant recall@1) is judged on a category's queries (or half of them: the "
+        "held-out check) when at least this many of them name a colour (a brand; have a variant); else on every "
+        "validation query.",
     )
     route_fit_min_queries: int = Field(
         20,

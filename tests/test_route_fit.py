@@ -20,7 +20,8 @@ from api.app import create_app
 from niteru.catalog import CatalogRow
 from niteru.fusion import Fusion
 from niteru.products import Product, utc_now
-from niteru.route_fit import Choice, FitData, fit_routes, grid, held_out_choice, in_validation
+from niteru.route_fit import fit_routes, held_out_choice
+from niteru.route_grid import Choice, FitData, grid, in_validation
 from niteru.route_lists import candidate_lists, fused
 from niteru.route_table import drop_route_table, load_route_table, save_route_table
 from niteru.routing import DEFAULT_WEIGHTS, Mode, route
@@ -260,7 +261,8 @@ def test_variants_keep_the_fit_from_trading_a_relisting_for_the_label() -> None:
     """Text here is the subcategory itself (every product of one has the same text vector): text alone has
     perfect precision@10, but a re-listed product can no longer be told from its subcategory mates. With
     variants the fit keeps only routes that still find the original first."""
-    from niteru.route_fit import FitData, Variants, fit_table
+    from niteru.route_fit import fit_table
+    from niteru.route_grid import FitData, Variants
 
     rng = np.random.default_rng(5)
     n, subs = 240, 4

@@ -1,0 +1,138 @@
+"""The routing fit's grid and data (``niteru.route_fit``): the collection as the fit sees it, its
+validation queries, every route of the grid, and one measure per route of its fused results.
+
+Split off the fit itself so that the fit reads as the rule it applies (eligibility, held-out check).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import product as cartesian
+from typing import TypeVar
+
+import numpy as np
+
+from niteru.fusion import RULES, Fusion
+from niteru.route_lists import CandidateLists, fused_hits
+from niteru.route_looks import attributes
+from niteru.settings import Settings
+from niteru.store import VECTOR_NAMES, ProductPoint
+
+K = 10
+TIE = 1e-9  # scores closer than this are equal (precision@10 moves in steps of 0.1 / queries)
+
+
+@dataclass(frozen=True)
+class FitData:
+    """The collection as the fit sees it: row i is one product."""
+
+    product_ids: list[str]
+    categories: list[str]
+    subcategories: np.ndarray  # integer code of each product's subcategory
+    queryable: np.ndarray  # bool: the shop gave the category, and there is a subcategory
+    vectors: dict[str, np.ndarray]  # name -> (products, dim) float32, L2-normalised (zeros where missing)
+    colours: np.ndarray | None = None  # the colours each title names (route_looks.attributes); None: unknown
+    brands: np.ndarray | None = None  # each product's brand code, -1: unknown
+
+    @classmethod
+    def of(cls, points: Sequence[ProductPoint]) -> FitData:
+        names = [n for n in VECTOR_NAMES if any(n in p.vectors for p in points)]
+        dims = {n: next(len(p.vectors[n]) for p in points if n in p.vectors) for n in names}
+        vectors = {
+            n: np.stack([np.asarray(p.vectors.get(n, np.zeros(dims[n])), np.float32) for p in points]) for n in names
+        }
+        subs = [p.product.subcategory for p in points]
+        codes = {s: i for i, s in enumerate(sorted(set(subs)))}
+        colour_masks, brands = attributes([p.product.title for p in points], [p.product.shop_id for p in points])
+        return cls(
+            [p.product.product_id for p in points],
+            [p.product.category for p in points],
+            np.array([codes[s] for s in subs], np.int64),
+            np.array([bool(p.product.subcategory) and not p.product.category_estimated for p in points]),
+            vectors,
+            colour_masks,
+            brands,
+        )
+
+
+@dataclass(frozen=True)
+class Variants:
+    """Re-listed variants of some products (``niteru.lookalike``: re-shot photo, re-written title), embedded
+    by the new collection's models: ``originals`` are the products' rows, ``vectors`` name -> (variants, dim)."""
+
+    originals: np.ndarray
+    vectors: dict[str, np.ndarray]
+
+
+T = TypeVar("T")
+
+# One score per query from the queries' rows and their results' rows (-1: no result).
+Objective = Callable[[FitData, np.ndarray, np.ndarray], np.ndarray]
+
+
+def precision_at_k(data: FitData, queries: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """Share of the results in the query's subcategory (a missing result counts as wrong)."""
+    same = data.subcategories[np.maximum(hits, 0)] == data.subcategories[queries][:, None]
+    return np.asarray((same & (hits >= 0)).sum(axis=1) / hits.shape[1], np.float64)
+
+
+OBJECTIVES: dict[str, Objective] = {"precision@10": precision_at_k}
+
+
+@dataclass(frozen=True)
+class Choice:
+    fusion: Fusion
+    weights: tuple[float, ...]  # in the order of the fit's vector names
+
+    def distance(self, other: Choice) -> tuple[bool, float]:
+        return self.fusion is not other.fusion, float(np.abs(np.subtract(self.weights, other.weights)).sum())
+
+
+def in_validation(product_id: str, settings: Settings) -> bool:
+    """Whether the fit scores this product's queries (seeded, stable across runs and machines)."""
+    digest = hashlib.sha256(f"{settings.route_fit_seed}:{product_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < settings.route_fit_validation_share
+
+
+def grid(n: int, step: float) -> list[tuple[float, ...]]:
+    """Every weight vector of ``n`` parts, multiples of ``step``, summing to 1."""
+    units = round(1 / step)
+    return [tuple(u / units for u in parts) for parts in cartesian(range(units + 1), repeat=n) if sum(parts) == units]
+
+
+def validation_queries(data: FitData, settings: Settings) -> np.ndarray:
+    rng = np.random.default_rng(settings.route_fit_seed)
+    by_category: dict[str, list[int]] = {}
+    for i, (pid, category) in enumerate(zip(data.product_ids, data.categories, strict=True)):
+        if data.queryable[i] and in_validation(pid, settings):
+            by_category.setdefault(category, []).append(i)
+    chosen: list[int] = []
+    for _, rows in sorted(by_category.items()):
+        if len(rows) > settings.route_fit_max_queries:
+            rows = sorted(rng.choice(rows, settings.route_fit_max_queries, replace=False).tolist())
+        chosen += rows
+    return np.array(chosen, np.int64)
+
+
+def routes(n: int, step: float) -> list[Choice]:
+    """The fit's grid: every weight vector of ``n`` vectors in multiples of ``step`` times every fusion."""
+    return [Choice(fusion, weights) for fusion in RULES for weights in grid(n, step)]
+
+
+def per_route(
+    lists: CandidateLists, choices: Sequence[Choice], rrf_k: int, measure: Callable[[np.ndarray], T]
+) -> dict[Choice, T]:
+    """``measure`` of each route's fused top ``K`` (the rows of ``lists``' queries). Rank and distribution
+    fusions ignore the weights but for which lists take part, so each such set is computed once."""
+    out: dict[Choice, T] = {}
+    done: dict[tuple[Fusion, tuple[bool, ...]], T] = {}
+    for c in choices:
+        key = (c.fusion, tuple(w > 0 for w in c.weights))
+        if c.fusion in (Fusion.rrf, Fusion.dbsf) and key in done:
+            out[c] = done[key]
+            continue
+        hits = fused_hits(lists, dict(zip(lists.names, c.weights, strict=True)), c.fusion, K, rrf_k)
+        out[c] = done[key] = measure(hits)
+    return out

@@ -1,0 +1,115 @@
+"""The reference modes of the routing fit (``niteru.route_fit``) and the eligibility of a route against them.
+
+The reference modes are what users had before any fit: image only, text only, 50/50 and the hand table.
+A fitted route is eligible only when it does not lose variant recall@1, colour or brand consistency
+against the nearest of them (``niteru.route_looks.check``). The fit falls back to a reference mode, never
+to an ineligible route, when no route is eligible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from niteru.fusion import Fusion
+from niteru.route_grid import Choice
+from niteru.route_looks import ATTRIBUTES, Figures, check, pooled
+from niteru.routing import policy
+from niteru.settings import Settings
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A route's (or a reference mode's) figures on the validation data."""
+
+    score: np.ndarray  # the objective, per query
+    # (6, queries): route_looks.kept_counts, then 1 where the query's variant found it first, 1 where it has one
+    looks: np.ndarray
+
+
+def reference_routes(names: Sequence[str], categories: Sequence[str], settings: Settings) -> dict[str, Choice]:
+    """The modes users had before any fit, as routes over the fit's vectors: image only, text only, 50/50
+    (the ``fusion`` setting, as ``mode=hybrid``), and the hand table's row of each category (``hand:<category>``,
+    ``hand:*`` for any other; the ``route_weights`` setting when set, else ``routing.DEFAULT_WEIGHTS``)."""
+
+    def choice(fusion: Fusion, weights: dict[str, float]) -> Choice | None:
+        parts = tuple(float(weights.get(n, 0.0)) for n in names)
+        return Choice(fusion, parts) if any(w > 0 for w in parts) else None
+
+    made = {
+        "image only": choice(Fusion.wsum, {"image": 1.0}),
+        "text only": choice(Fusion.wsum, {"text": 1.0}),
+        "50/50": choice(settings.fusion, {"image": 0.5, "text": 0.5}),
+        **{f"hand:{c}": choice(settings.fusion, policy(c, settings)) for c in ("*", *categories)},
+    }
+    return {label: c for label, c in made.items() if c is not None}
+
+
+def per_category(categories: np.ndarray, rows: dict[str, np.ndarray]) -> np.ndarray:
+    """Each column (a query or a variant) taken from the row of its category ('*' for any other)."""
+    out = rows["*"].copy()
+    for category, values in rows.items():
+        out[..., categories == category] = values[..., categories == category]
+    return out
+
+
+def reference_modes(
+    refs: dict[str, Choice], measured: dict[Choice, Measured], query_categories: np.ndarray
+) -> dict[str, Measured]:
+    """The reference modes' figures; the hand table routes each query by its category's row."""
+    modes = {label: measured[c] for label, c in refs.items() if not label.startswith("hand:")}
+    hand = {label.removeprefix("hand:"): measured[c] for label, c in refs.items() if label.startswith("hand:")}
+    if "*" in hand:
+        modes["hand table"] = Measured(
+            per_category(query_categories, {c: m.score for c, m in hand.items()}),
+            per_category(query_categories, {c: m.looks for c, m in hand.items()}),
+        )
+    return modes
+
+
+class Eligibility:
+    """Whether a route keeps the look-alike measures of the best reference mode (module docstring)."""
+
+    def __init__(
+        self,
+        measured: dict[Choice, Measured],
+        modes: dict[str, Measured],
+        naming: dict[str, np.ndarray],
+        settings: Settings,
+        enabled: bool = True,
+    ) -> None:
+        self.measured, self.settings, self.naming, self.enabled = measured, settings, naming, enabled
+        self.references = {label: (m.score, m.looks) for label, m in modes.items()}
+        self.tolerances = {
+            "colour": settings.route_fit_lookalike_tolerance,
+            "brand": settings.route_fit_lookalike_tolerance,
+            "variant": settings.route_fit_variant_tolerance,
+        }
+
+    def __call__(self, choice: Choice, mask: np.ndarray) -> tuple[bool, Figures]:
+        s = self.settings
+        if not self.enabled:
+            return True, {}
+        return check(
+            self.measured[choice].looks,
+            self.references,
+            self.naming,
+            mask,
+            s.route_fit_lookalike_min_queries,
+            self.tolerances,
+            s.route_fit_lookalike_reference == "each best",
+            s.route_fit_lookalike_confidence,
+        )
+
+    def fallback(self, candidates: dict[str, Choice], mask: np.ndarray) -> tuple[str, Choice]:
+        """The best of reference modes: an eligible one first, then by the objective on ``mask``."""
+        return max(
+            candidates.items(), key=lambda kv: (self(kv[1], mask)[0], float(self.measured[kv[1]].score[mask].mean()))
+        )
+
+
+def mode_figures(m: Measured, mask: np.ndarray) -> dict[str, float | None]:
+    """A reference mode's figures on the queries of ``mask`` (for the table's info)."""
+    return {"score": float(m.score[mask].mean()), **{a: pooled(m.looks, mask, a) for a in ATTRIBUTES}}
