@@ -49,7 +49,7 @@ from niteru.fetch import read_image_path  # noqa: E402
 from niteru.fusion import Rrf  # noqa: E402
 from niteru.lexical import Bm25Index  # noqa: E402
 from niteru.products import Product  # noqa: E402
-from niteru.route_fit import in_validation  # noqa: E402
+from niteru.route_grid import in_validation  # noqa: E402
 from niteru.route_table import load_route_table  # noqa: E402
 from niteru.routing import Mode  # noqa: E402
 from niteru.settings import get_settings  # noqa: E402
