@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from niteru.photos import has_photo
 from niteru.refusals import Refusal
 from niteru.settings import Settings
 from niteru.store.records import ProductPoint
@@ -126,7 +127,8 @@ def variants(
     order = rng.permutation(len(points))
     view_image, view_text = image.copy(), txt.copy()
     reshot = np.zeros(len(points), bool)
-    shots = [int(i) for i in order if "://" not in points[i].product.image and ":" not in points[i].product.image]
+    # Photos the rebuild can read: catalog files, and the kept copies of uploads and URLs (niteru.photos).
+    shots = [int(i) for i in order if has_photo(points[i].product.image, settings)]
     shots = shots[: settings.joint_reshoot]
     if shots:
         photos = _reshot_vectors([points[i].product.image for i in shots], rng, settings, image_model)

@@ -71,6 +71,11 @@ def keep_photo(settings: Settings, ref: str, data: bytes) -> None:
         log.warning("photo of %s not kept: %s", ref[:200], exc)
 
 
+def has_photo(ref: str, settings: Settings) -> bool:
+    """Whether ``read_photo`` may find the photo (a catalog path is only checked when read)."""
+    return not is_kept(ref) or photo_path(settings, ref).is_file()
+
+
 def read_photo(ref: str, settings: Settings) -> bytes:
     """A product's photo for the look-alike work: its kept copy, or the catalog file. ``Refusal`` when
     there is neither."""
