@@ -282,7 +282,7 @@ class Settings(BaseSettings):
     )
     route_fit_seed: int = Field(0, ge=0, description="Seed of the fit's validation split and its sampling.")
     route_fit_variants: int = Field(
-        300,
+        1000,
         ge=0,
         description="Re-listed variants (re-shot photo, re-written title) of validation products the rebuild's fit "
         "searches with; only routes whose variant recall@1 is within route_fit_variant_tolerance of the best "
