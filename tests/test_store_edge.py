@@ -141,6 +141,20 @@ def test_the_index_builds_off_the_request_path_and_loses_no_write(tmp_path: Path
         assert len(list(again.settings.store_path.glob("products-*"))) == 1  # the old copy is gone
 
 
+@pytest.mark.slow  # builds HNSW indexes in child processes: the full suite
+def test_an_asked_build_indexes_what_a_background_build_began_without(tmp_path: Path) -> None:
+    """Writes past ``edge_index_after`` start a background build on a copy of what is stored then; a build
+    asked for afterwards (the end of an ingest, a rebuild's copy) must index the rest too, not just wait for
+    that one (it left a rebuilt catalog-dev with the first 5,120 products indexed)."""
+    rng = np.random.default_rng(7)
+    with edge(tmp_path, edge_indexing_threshold_kb=1, edge_index_after=500) as store:
+        store.ensure_collection(DIMS)
+        for i in range(0, 1500, 500):
+            store.upsert([make_point(j, 1, rng) for j in range(i, i + 500)])  # the first batch starts a build
+        store.build_index(wait=True)
+        assert store.info()["indexed_vectors"] == 1500 * len(DIMS)
+
+
 @pytest.mark.slow  # builds an HNSW index in a child process: the full suite
 def test_filtered_search_on_the_index_matches_exact_search(tmp_path: Path) -> None:
     rng = np.random.default_rng(8)

@@ -156,24 +156,33 @@ class EdgeShards:
 
     def build_index(self, version: str, wait: bool) -> bool:
         """Build the HNSW index of ``version`` off this process (see the module docstring). With ``wait``,
-        return when the indexed shard serves; else at once. False when a build was already running."""
-        if not self._worth_indexing(version):
-            return False
-        with self.lock:
-            started = not self.building(version)
-            if started:
-                self._written[version] = 0
-                self._set_phase(version, "copying")
-                self._errors.pop(version, None)
-                thread = threading.Thread(target=self._build, args=(version,), name=f"index-{version}", daemon=True)
-                self._builds[version] = thread
-                thread.start()
-        if wait:
+        return when a build that began after every write before this call serves; else at once. False when
+        no build was started here (one was already running, or nothing is worth indexing)."""
+        started_any = False
+        while self._worth_indexing(version):
+            with self.lock:
+                started = not self.building(version)
+                if started:
+                    self._written[version] = 0
+                    self._set_phase(version, "copying")
+                    self._errors.pop(version, None)
+                    thread = threading.Thread(target=self._build, args=(version,), name=f"index-{version}", daemon=True)
+                    self._builds[version] = thread
+                    thread.start()
+            started_any |= started
+            if not wait:
+                break
             self.wait_phase(version, None)
             error = self._errors.pop(version, None)
             if error is not None:
                 raise IndexBuildError(f"index build of {version} failed: {error}") from error
-        return started
+            if started:
+                break
+            # A background build (``wrote``) was running: it indexed only the copy it took when it began,
+            # and what was written since sits unindexed. Waiting for it alone left a rebuilt catalog-dev
+            # with 15,360 of its 40,101 vectors indexed (the first 5,120 products), and 100k with a third:
+            # text and joint searched exactly, 3.4 ms a query instead of 1. So build again.
+        return started_any
 
     def _worth_indexing(self, version: str) -> bool:
         """Whether Edge would index anything: below its indexing threshold a segment stays a plain exact
