@@ -23,6 +23,7 @@ import csv
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -30,35 +31,13 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from niteru.catalog import CatalogRow, read_catalog  # noqa: E402
+from niteru.catalog import COLUMNS, CatalogRow, read_catalog  # noqa: E402
 from niteru.lookalike import variant_fields, variant_image  # noqa: E402
 from niteru.products import ProductFields  # noqa: E402
 
-COLUMNS = (
-    "product_id",
-    "shop_id",
-    "title",
-    "description",
-    "category",
-    "subcategory",
-    "category_path",
-    "image",
-    "price",
-)
 
-
-def _record(row: CatalogRow, product_id: str, shop_id: str, title: str, image: str) -> list[str]:
-    return [
-        product_id,
-        shop_id,
-        title,
-        row.description,
-        row.category,
-        row.subcategory,
-        row.category_path,
-        image,
-        row.price,
-    ]
+def _record(row: CatalogRow) -> list[str]:
+    return [getattr(row, c) for c in COLUMNS]
 
 
 def _copy(job: tuple[CatalogRow, int, str, str]) -> list[str] | None:
@@ -73,7 +52,7 @@ def _copy(job: tuple[CatalogRow, int, str, str]) -> list[str] | None:
     listed = variant_fields(product_id, fields, n)
     image = f"images/{product_id}.jpg"
     (Path(out) / image).write_bytes(photo)
-    return _record(row, product_id, listed.shop_id, listed.title, image)
+    return _record(replace(row, product_id=product_id, shop_id=listed.shop_id, title=listed.title, image=image))
 
 
 def main() -> None:
@@ -88,7 +67,7 @@ def main() -> None:
     records = []
     for row in tqdm(rows, desc="originals", unit="product"):
         shutil.copyfile(args.catalog / row.image, args.out / row.image)
-        records.append(_record(row, row.product_id, row.shop_id, row.title, row.image))
+        records.append(_record(row))
     # Copy 1 of every product, then copy 2 of every product...: every product gains copies evenly.
     wanted = max(0, args.size - len(rows))
     jobs = [(rows[i % len(rows)], 1 + i // len(rows), str(args.catalog), str(args.out)) for i in range(wanted)]
