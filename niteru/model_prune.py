@@ -16,14 +16,14 @@ The rebuild's own staged model goes when its collection went (refused, or the re
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from embedding.text.artifact import CURRENT, replace_durably, resolve
-from niteru.model_sync import recorded_text_models
+from embedding.text.artifact import CURRENT, resolve
+from niteru.model_config import joint_config, text_model_dir
+from niteru.model_sync import forget_text_models
 from niteru.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,23 +36,16 @@ def prune_models(
     ``text/<version>`` and ``joint/<version>``. ``collections``: the store's collections now; ``started``:
     when the rebuild started (``time.time()``); ``staged``: the rebuild's own text model, when its collection
     was not swapped in."""
-    have = set(collections)
-    recorded = recorded_text_models(settings)
-    text_dir = settings.models_dir / "text"
-    keep = {version for collection, version in recorded.items() if collection in have}
+    text_dir = text_model_dir(settings)
+    keep = set(forget_text_models(settings, set(collections)).values())
     if (text_dir / CURRENT).is_file():
         keep.add(resolve(text_dir).name)
     removed: list[str] = []
-    for kind in ("text", "joint"):
-        folder = settings.models_dir / kind
+    for kind, folder in (("text", text_dir), ("joint", joint_config(settings).model_dir)):
         for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
             if _removable(entry, keep, started, staged):
                 shutil.rmtree(entry, ignore_errors=True)
                 removed.append(f"{kind}/{entry.name}")
-    gone = {c: v for c, v in recorded.items() if c in have}
-    if gone != recorded:
-        path = settings.models_dir / "collections.json"
-        replace_durably(path, json.dumps(gone, indent=1))
     if removed:
         log.info("models no collection needs, removed: %s", ", ".join(removed))
     return removed

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedding.text.artifact import replace_durably
@@ -37,20 +38,33 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _records(settings: Settings) -> Path:
+    return settings.models_dir / "collections.json"
+
+
 def recorded_text_models(settings: Settings) -> dict[str, str]:
     """Which text model each collection was built with (collection -> text model version)."""
-    path = settings.models_dir / "collections.json"
+    path = _records(settings)
     known: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
     return known
 
 
 def record_text_model(settings: Settings, collection: str, text_version: str) -> None:
     """Written before a swap, so a process that sees the new collection also finds its text model."""
-    path = settings.models_dir / "collections.json"
+    path = _records(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     known = recorded_text_models(settings)
     known[collection] = text_version
     replace_durably(path, json.dumps(known, indent=1))  # durable before the alias moves
+
+
+def forget_text_models(settings: Settings, collections: set[str]) -> dict[str, str]:
+    """Keep only the records of ``collections`` (the others were dropped); returns the records kept."""
+    known = recorded_text_models(settings)
+    kept = {c: v for c, v in known.items() if c in collections}
+    if kept != known:
+        replace_durably(_records(settings), json.dumps(kept, indent=1))
+    return kept
 
 
 @dataclass
