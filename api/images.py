@@ -37,13 +37,14 @@ def stored_image(product: Product, settings: Settings) -> Response:
     """A stored product's image for the web page: the catalog file, or a redirect to its http(s) URL.
 
     Only files inside the catalog folder are served (``fetch.catalog_path``: relative, no ``..``), and
-    only image files; an uploaded image is not kept (only its vector is), so it is a 404.
+    only image files; an uploaded image is not served (its vector is kept, and a small copy for the rebuild's
+    look-alike work, ``niteru.photos``), so it is a 404.
     """
     ref = product.image
     if ref.startswith(("http://", "https://")):
         return RedirectResponse(ref, status_code=307)
     if ref.startswith("upload:"):
-        raise ApiError(404, f"the image of {product.product_id!r} was uploaded; only its vector is kept")
+        raise ApiError(404, f"the image of {product.product_id!r} was uploaded; it is not served")
     try:
         path = fetch.catalog_path(ref, settings)
     except Refusal as exc:
