@@ -1,10 +1,16 @@
-"""BM25 over product titles in a Qdrant Edge shard: a lexical signal measured beside the dense vectors
-(issue #17, ``bench/bm25.py``). Not part of the store schema nor of the serving path.
+"""BM25 over product titles: Qdrant's own lexical scoring, a fourth term of the fused similar-products
+query beside the image, text and joint vectors (issue #17), and the bench's throw-away index.
+
+Why: the dense vectors blur the words that make two listings the same thing (a brand, a colour, a model
+name); BM25 over the title keeps them. As a small weighted bonus over the dense candidates (``lexical`` in a
+route's weights, fitted per category at rebuild) it brings back the query's brand and colour among results
+of the right kind (bench/results/bm25.md).
 
 The sparse vectors come from Qdrant's own BM25 (``qdrant_edge.Bm25``, the same tokenizer pipeline as the
 server's ``Bm25`` inference) and are searched as a sparse named vector with the IDF modifier, so the engine
-computes the IDF half of BM25 from the shard's own statistics and the document side only carries the
+computes the IDF half of BM25 from the collection's own statistics and the document side only carries the
 term-frequency half. Token ids are 32-bit murmur3 hashes of the processed tokens: no vocabulary to keep.
+Both engines get the same vectors, computed here in the service (``document``, ``query``).
 
 Tokenizer choice (checked by decoding the hashes of sample titles, see bench/results/bm25.md):
 
@@ -26,12 +32,20 @@ stops matching; and it drops standalone numbers ("iPhone 15", "Levi's 511"), whi
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-VECTOR = "bm25"
+# The sparse named vector of a collection, and the key of its weight in a route.
+VECTOR = "lexical"
+# The document side's length normalisation (b = 0.75) needs the mean title length in tokens, fixed for a
+# collection's life (documents are embedded at write time). Product titles run about 5-15 tokens; the order
+# of magnitude is what matters (the engine's default, 256, is for documents and turns normalisation off).
+AVG_TITLE_TOKENS = 8.0
+
+Sparse = tuple[list[int], list[float]]  # (indices, values)
 
 
 def bm25_model(avg_len: float | None = None) -> Any:
@@ -41,6 +55,24 @@ def bm25_model(avg_len: float | None = None) -> Any:
     stopwords = qe.StopwordsSet(languages={qe.Language.English, qe.Language.Japanese})
     config = qe.Bm25Config(tokenizer=qe.TokenizerType.Multilingual, stopwords=stopwords, avg_len=avg_len)
     return qe.Bm25(config)
+
+
+@functools.cache
+def _title_model() -> Any:
+    return bm25_model(AVG_TITLE_TOKENS)
+
+
+def document(title: str) -> Sparse:
+    """A stored product's title as the collection's lexical vector (term-frequency weights); empty when no
+    token survives the pipeline (a title of stopwords or numbers only)."""
+    v = _title_model().embed_document(title)
+    return list(v.indices), list(v.values)
+
+
+def query(text: str) -> Sparse:
+    """A query's title as the lexical query (weight 1 per unique token; the engine multiplies in the IDF)."""
+    v = _title_model().embed_query(text)
+    return list(v.indices), list(v.values)
 
 
 class Bm25Index:
