@@ -255,6 +255,17 @@ def fit_routes(
     """Fit the table on ``store`` (a collection pinned by the rebuild), reading every product once.
     ``embed_variants``: re-listed variants of the products given, embedded, by the original's product id (the
     rebuild passes the new collection's models); without it the fit counts precision@10 alone."""
+    data, variants = fit_inputs(store, settings, embed_variants)
+    return fit_table(data, settings, collection, variants)
+
+
+def fit_inputs(
+    store: ProductStore,
+    settings: Settings,
+    embed_variants: Callable[[Sequence[Product]], Mapping[str, ProductPoint]] | None = None,
+) -> tuple[FitData, Variants | None]:
+    """What ``fit_table`` reads: the collection, and the variants of an even spread of its validation
+    queries (``route_fit_variants`` of them) when ``embed_variants`` is given."""
     points = [p for batch in store.scroll(batch_size=1024, with_vectors=True) for p in batch]
     data = FitData.of(points)
     variants = None
@@ -269,4 +280,4 @@ def fit_routes(
             vectors = {n: np.stack([embedded[pid].vectors[n] for pid in found]).astype(np.float32) for n in names}
             titles = [embedded[pid].product.title for pid in found]
             variants = Variants(np.array([rows[pid] for pid in found], np.int64), vectors, titles)
-    return fit_table(data, settings, collection, variants)
+    return data, variants
