@@ -272,8 +272,10 @@ def fit_inputs(
     if embed_variants is not None and settings.route_fit_variants > 0:
         rows = {pid: i for i, pid in enumerate(data.product_ids)}
         pool = [points[i].product for i in validation_queries(data, settings)]
-        step = max(1, len(pool) // settings.route_fit_variants)
-        embedded = embed_variants(pool[::step][: settings.route_fit_variants])
+        # Evenly over the pool (in category order), so every category gets its share: a stride of
+        # len // n took the first n of a pool under twice n, and the last categories got none.
+        n = min(settings.route_fit_variants, len(pool))
+        embedded = embed_variants([pool[i] for i in np.linspace(0, len(pool) - 1, n).round().astype(int)])
         names = tuple(data.vectors)
         found = [pid for pid, v in embedded.items() if pid in rows and set(names) <= set(v.vectors)]
         if found:
