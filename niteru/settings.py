@@ -177,6 +177,12 @@ class Settings(BaseSettings):
         description="Edge: vector data (KB) a segment needs before it gets an HNSW index (unset: Edge's default; "
         "smaller segments are scanned exactly).",
     )
+    lexical: bool = Field(
+        True,
+        description="Give each new collection a BM25 vector of every title (niteru/lexical.py) and let the routing "
+        "fit weigh it as a bonus of the wsum fusion; fixed when a collection is created (the next rebuild or "
+        "migration brings a change to the store).",
+    )
     # --- quantized vectors, per named vector (niteru/store/quantization.py; fixed when a collection is
     # created, so a change reaches the store with the next rebuild or migration) ---
     quantization_image: QuantizationKind = Field(

@@ -72,7 +72,7 @@ def run_fused(plan: QueryPlan, run_plain: RunPlain, retrieve: Retrieve) -> list[
     lists = [[(_keyed(r.id, ids), float(r.score)) for r in answer] for answer in answers]
     q = plan.query
     if isinstance(q, WeightedSum):
-        fused = _weighted_sum(plan, lists, q.weights, run_plain, ids)
+        fused = _weighted_sum(plan, lists, q.weights, q.optional, run_plain, ids)
     elif isinstance(q, Rrf):
         fused = rrf_fuse(lists, q)
     else:
@@ -101,6 +101,7 @@ def _weighted_sum(
     plan: QueryPlan,
     lists: list[list[tuple[Any, float]]],
     weights: Sequence[float],
+    optional: Sequence[int],
     run_plain: RunPlain,
     ids: dict[Any, Any],
 ) -> dict[Any, float]:
@@ -134,14 +135,16 @@ def _weighted_sum(
         ]
         for (n, _), answer in zip(asks, run_plain(restricted), strict=True):
             known[n].update((_keyed(r.id, ids), float(r.score)) for r in answer)
-    # A candidate deleted between the calls has no score of some vector: it is left out. (Plain floats:
-    # numpy costs more than it saves on two or three terms.)
-    terms = list(zip(weights, known, strict=True))
+    # A candidate deleted between the calls has no score of some vector: it is left out; an optional term's
+    # missing score (the lexical one: no shared word) is 0, as the formula's default. (Plain floats: numpy
+    # costs more than it saves on two to four terms.)
+    defaults = [0.0 if n in optional else None for n in range(len(weights))]
+    terms = list(zip(weights, known, defaults, strict=True))
     fused: dict[Any, float] = {}
     for i in union:
         total = 0.0
-        for w, scores in terms:
-            score = scores.get(i)
+        for w, scores, default in terms:
+            score = scores.get(i, default)
             if score is None:
                 break
             total += w * score
