@@ -103,9 +103,10 @@ class EdgeProductStore(ProductStore):
         return [run_fused(p, run_plain, retrieve) if is_fused(p) else run_plain([p])[0] for p in plans]
 
     def _engine_batch(self, version: str, plans: Sequence[QueryPlan]) -> list[Sequence[Any]]:
+        filters: dict[int, Any] = {}  # the plans are alive meanwhile: their ids name their conditions
         shard, requests = (
             self.shards.get(version),
-            [to_request(p, self.settings.edge_hnsw_ef, self.quantization) for p in plans],
+            [to_request(p, self.settings.edge_hnsw_ef, self.quantization, filters) for p in plans],
         )
         if len(requests) == 1:
             return [shard.query(requests[0])]

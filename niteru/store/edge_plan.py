@@ -87,11 +87,22 @@ def search_params(
     return params
 
 
-def to_request(plan: QueryPlan, hnsw_ef: int, quantization: Mapping[str, VectorQuantization] | None = None) -> Any:
-    """The plan as an Edge request; the search parameters go where the vectors are searched."""
+def to_request(
+    plan: QueryPlan,
+    hnsw_ef: int,
+    quantization: Mapping[str, VectorQuantization] | None = None,
+    filters: dict[int, Any] | None = None,
+) -> Any:
+    """The plan as an Edge request; the search parameters go where the vectors are searched. ``filters``:
+    the filters translated so far in this batch, by the identity of their conditions (plans sharing one
+    ``Conditions`` object, as the rescoring stages of ``local_fusion`` do, share its translation)."""
     qe = _qe()
     params = search_params(plan, hnsw_ef, quantization or {})
-    common = {"limit": plan.limit, "filter": to_filter(plan.filter), "with_payload": plan.with_payload}
+    if filters is None:
+        translated = to_filter(plan.filter)
+    elif (translated := filters.get(id(plan.filter))) is None:
+        translated = filters[id(plan.filter)] = to_filter(plan.filter)
+    common = {"limit": plan.limit, "filter": translated, "with_payload": plan.with_payload}
     common["with_vector"] = plan.fetch_vectors
     if isinstance(plan.query, Nearest):
         q, mmr = plan.query, plan.mmr

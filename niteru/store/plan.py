@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from uuid import UUID
 
 import numpy as np
 
@@ -63,7 +64,9 @@ class Between:
 
 @dataclass(frozen=True)
 class HasId:
-    point_ids: tuple[str, ...]
+    """Point ids as strings, or as the engine returned them (``local_fusion``: Edge's ``uuid.UUID``)."""
+
+    point_ids: tuple[str | UUID, ...]
 
 
 Condition = Match | Between | HasId

@@ -23,7 +23,7 @@ def _condition(c: Condition) -> models.Condition:
         return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
     if isinstance(c, Between):
         return models.FieldCondition(key=c.key, range=models.Range(gte=c.gte, lte=c.lte))
-    return models.HasIdCondition(has_id=list(c.point_ids))
+    return models.HasIdCondition(has_id=[str(i) for i in c.point_ids])
 
 
 def _vector(q: Nearest) -> list[float] | models.SparseVector:
