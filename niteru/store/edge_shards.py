@@ -30,7 +30,7 @@ from niteru.settings import QuantizationKind, Settings
 from niteru.store.edge_layout import OwnerLock, fsync_tree, next_dir, read_state, remove_orphans, write_state
 from niteru.store.edge_leases import ShardHandle, ShardLeases
 from niteru.store.quantization import VectorQuantization, edge_kinds, edge_vector_options
-from niteru.store.records import StoreError, StoreUnavailableError, UnknownCollectionError
+from niteru.store.records import LEXICAL, StoreError, StoreUnavailableError, UnknownCollectionError
 
 log = logging.getLogger(__name__)
 # Edge's default optimizer indexing threshold (KB of vectors in a segment): Qdrant's 10,000 KB.
@@ -61,6 +61,7 @@ class EdgeShards:
         self._phases: dict[str, str] = {}
         self._progress = threading.Condition(self.lock)
         self._dims: dict[str, dict[str, int]] = {}
+        self._lexical: dict[str, bool] = {}
         self._closed = False
 
     # --- shards ------------------------------------------------------------------------------------------
@@ -84,8 +85,15 @@ class EdgeShards:
 
                 self._leases.replace(version, qe.EdgeShard.load(str(self.root / folder)), None)
 
-    def create(self, version: str, dims: Mapping[str, int], quantization: Mapping[str, VectorQuantization]) -> Any:
-        """A new empty shard with cosine vectors of ``dims``, those named in ``quantization`` quantized."""
+    def create(
+        self,
+        version: str,
+        dims: Mapping[str, int],
+        quantization: Mapping[str, VectorQuantization],
+        lexical: bool = False,
+    ) -> Any:
+        """A new empty shard with cosine vectors of ``dims``, those named in ``quantization`` quantized, and
+        with ``lexical`` the sparse ``LEXICAL`` vector (IDF modifier)."""
         import qdrant_edge as qe
 
         kb = self.settings.edge_indexing_threshold_kb
@@ -93,8 +101,11 @@ class EdgeShards:
             n: qe.EdgeVectorParams(size=int(d), distance=qe.Distance.Cosine, **edge_vector_options(quantization.get(n)))
             for n, d in dims.items()
         }
+        sparse = {LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if lexical else None
         config = qe.EdgeConfig(
-            vectors=vectors, optimizers=qe.EdgeOptimizersConfig(indexing_threshold=kb) if kb else None
+            vectors=vectors,
+            sparse_vectors=sparse,
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=kb) if kb else None,
         )
         with self.lock:
             folder = next_dir(self.root, version, None)
@@ -107,12 +118,21 @@ class EdgeShards:
     def dims(self, version: str) -> dict[str, int]:
         """Vector sizes of ``version`` (read once from the shard's own config file)."""
         if version not in self._dims:
-            folder = self.state.dirs.get(version)
-            if folder is None:
-                raise UnknownCollectionError(f"no collection {version!r} in {self.root}")
-            config = json.loads((self.root / folder / "edge_config.json").read_text())
+            config = self._config(version)
             self._dims[version] = {n: int(v["size"]) for n, v in config["vectors"].items()}
+            self._lexical[version] = LEXICAL in (config.get("sparse_vectors") or {})
         return self._dims[version]
+
+    def has_lexical(self, version: str) -> bool:
+        """Whether ``version`` has the lexical vector (read with its sizes)."""
+        self.dims(version)
+        return self._lexical[version]
+
+    def _config(self, version: str) -> dict[str, Any]:
+        folder = self.state.dirs.get(version)
+        if folder is None:
+            raise UnknownCollectionError(f"no collection {version!r} in {self.root}")
+        return json.loads((self.root / folder / "edge_config.json").read_text())  # type: ignore[no-any-return]
 
     def quantization(self, version: str) -> dict[str, QuantizationKind]:
         """Each named vector's quantization, as the shard's config file says (not the settings)."""
@@ -189,9 +209,20 @@ class EdgeShards:
         scan, and a build would only copy the shard for nothing (small shops, tests)."""
         threshold_kb = self.settings.edge_indexing_threshold_kb or EDGE_DEFAULT_INDEXING_THRESHOLD_KB
         info = self.get(version).info()
-        unindexed = int(info.points_count) * len(self.dims(version)) - int(info.indexed_vectors_count)
+        unindexed = int(info.points_count) * len(self.dims(version)) - self.dense_indexed(version, info)
         per_vector_kb = max(self.dims(version).values()) * 4 / 1024
         return unindexed * per_vector_kb >= threshold_kb
+
+    def dense_indexed(self, version: str, info: Any) -> int:
+        """The HNSW-indexed dense vectors of ``version`` (``info``: its shard's). Edge counts the lexical
+        vectors too, indexed as they are written (an inverted index needs no build): those are left out."""
+        indexed = int(info.indexed_vectors_count)
+        if not self.has_lexical(version):
+            return indexed
+        import qdrant_edge as qe
+
+        with_lexical = qe.CountRequest(exact=True, filter=qe.Filter(must=[qe.HasVectorCondition(LEXICAL)]))
+        return max(0, indexed - int(self.get(version).count(with_lexical)))
 
     def phase(self, version: str) -> str | None:
         """``copying`` or ``indexing`` while a build of ``version`` runs; None once it serves (or failed)."""
