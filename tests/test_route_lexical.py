@@ -1,9 +1,11 @@
 """The lexical (BM25 title) term of the routing fit (niteru/route_lists.py, route_grid.py, route_fit.py): the
 wsum fusion's bonus computed the long way (cosines from the vectors, BM25 from a real Edge shard), its
 absence from the rank fusions, the grid's lexical axis, and a fit that takes the bonus when titles tell
-the subcategories apart. The store-side congruence comes with the serving side."""
+the subcategories apart; and the emulation against both store engines' fused query with the bonus."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ from niteru.route_fit import fit_table
 from niteru.route_grid import Choice, FitData, Variants, grid, routes
 from niteru.route_lists import CandidateLists, candidate_lists, fused, with_lexical
 from niteru.settings import Settings
+from niteru.store import SearchFilter, open_store
+from tests.test_store import make_point
 
 K, RRF_K = 10, 60
 WORDS = ["alpha", "bravo", "charlie", "delta"]  # one per subcategory
@@ -142,3 +146,39 @@ def test_variants_without_titles_leave_the_lexical_axis_out() -> None:
     assert data.titles is not None
     titled = fit_table(data, settings, "c", Variants(originals, vectors, [data.titles[i] for i in originals]))
     assert titled.info["lexical_weights"] and titled.info["variants"] == len(originals)
+
+
+@pytest.mark.parametrize("engine", ["edge", "qdrant"])
+def test_the_numpy_query_with_a_bonus_ranks_like_the_store(tmp_path: Path, engine: str) -> None:
+    """The fit's emulation against the store's fused query with the title's BM25 (issue #17's serving side):
+    two dense lists and a bonus, one dense list and a bonus, a rank fusion that ignores it."""
+    rng = np.random.default_rng(8)
+    sub = np.arange(120) % 4
+    titles = titles_of(rng, sub)
+    titles[7] = "the of and"  # no token survives: no lexical vector, out of the IDF's N
+    points = [make_point(i, 1, rng, title=t) for i, t in enumerate(titles)]
+    settings = Settings(data_dir=tmp_path, store_engine=engine, quantization_image="none")
+    with open_store(settings) as store:
+        store.ensure_collection({n: len(v) for n, v in points[0].vectors.items()})
+        store.upsert(points)
+        stored = [p for batch in store.scroll(batch_size=512, with_vectors=True) for p in batch]
+        data = FitData.of(stored)
+        assert data.titles is not None
+        queries = np.arange(0, len(stored), 11)
+        plain = candidate_lists(data.vectors, queries, K, ("image", "text"))
+        lists = with_lexical(plain, TitleScores(data.titles), [data.titles[q] for q in queries])
+        for fusion, weights in (
+            (Fusion.wsum, {"image": 0.3, "text": 0.7, VECTOR: 0.02}),
+            (Fusion.wsum, {"image": 1.0, VECTOR: 0.05}),
+            (Fusion.wrrf, {"image": 0.5, "text": 0.5, VECTOR: 0.05}),
+        ):
+            hits, scores = fused(lists, weights, fusion, K, RRF_K)
+            for q, row, row_scores in zip(queries, hits, scores, strict=True):
+                point = stored[q]
+                asked = {n: v for n, v in point.vectors.items() if weights.get(n, 0.0) > 0}
+                only = SearchFilter(exclude_product_ids=(point.product.product_id,))
+                found = store.search(asked, weights, K, only, fusion, title=point.product.title)
+                assert [h.score for h in found] == pytest.approx(row_scores.tolist(), abs=1e-5), (fusion, weights, q)
+                ours = {data.product_ids[i]: s for i, s in zip(row, row_scores, strict=True)}
+                for h in found:  # the same products, but for the order of equal scores
+                    assert h.product.product_id in ours or any(abs(s - h.score) < 1e-5 for s in ours.values())
