@@ -132,9 +132,11 @@ def outside_figures(
     return out
 
 
-def write_outside(outside: dict[str, dict[str, dict[str, float | None]]], queries: int, variants: int) -> None:
+def write_outside(
+    out: Path, outside: dict[str, dict[str, dict[str, float | None]]], queries: int, variants: int
+) -> None:
     """Appended above the reading: the rows on queries outside the fit's split."""
-    text = OUT.read_text(encoding="utf-8")
+    text = out.read_text(encoding="utf-8")
     head, reading = text.split(MARKER, 1)
     lines = [
         f"Outside the fit's validation split ({queries} queries, at most 300 per category, and {variants} variants "
@@ -148,7 +150,7 @@ def write_outside(outside: dict[str, dict[str, dict[str, float | None]]], querie
     for c in first:
         cells = [" / ".join(pct(f[c][m]) for m in ("p@10", "variant", "colour", "brand")) for f in outside.values()]
         lines.append(f"| {c} | {int(first[c]['queries'] or 0)} | " + " | ".join(cells) + " |")
-    OUT.write_text(head.rstrip() + "\n\n" + "\n".join(lines) + f"\n\n{MARKER}{reading}", encoding="utf-8")
+    out.write_text(head.rstrip() + "\n\n" + "\n".join(lines) + f"\n\n{MARKER}{reading}", encoding="utf-8")
 
 
 def check_scorer(titles: list[str], texts: list[str]) -> tuple[int, float, float, float]:
@@ -174,6 +176,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="fits of each side, alternated")
     parser.add_argument("--check", type=int, default=300, help="queries of the scorer-vs-engine check")
+    parser.add_argument("--out", type=Path, default=OUT, help="the report (its reading below the marker is kept)")
     parser.add_argument(
         "--wider",
         type=float,
@@ -232,7 +235,7 @@ def main() -> None:
     )
     print(check)
     write(args, collection, data.product_ids, variants, tables, times, inputs_s, (load_before, load_after), check)
-    write_outside(outside, len(queries_out), 0 if variants_out is None else len(variants_out.originals))
+    write_outside(args.out, outside, len(queries_out), 0 if variants_out is None else len(variants_out.originals))
 
 
 def write(
@@ -246,7 +249,8 @@ def write(
     loads: tuple[tuple[float, float, float], tuple[float, float, float]],
     check: str,
 ) -> None:
-    kept = OUT.read_text(encoding="utf-8").split(MARKER, 1)[1] if OUT.is_file() and MARKER in OUT.read_text() else ""
+    out: Path = args.out
+    kept = out.read_text(encoding="utf-8").split(MARKER, 1)[1] if out.is_file() and MARKER in out.read_text() else ""
     load = [", ".join(f"{x:.2f}" for x in one) for one in loads]
     lines = [
         "# The routing fit with a lexical (BM25 title) weight (issue #17)",
@@ -295,7 +299,7 @@ def write(
     SAVED.mkdir(parents=True, exist_ok=True)
     for i, t in enumerate(tables.values()):
         (SAVED / f"table-{i}.json").write_text(json.dumps(t.to_json(), indent=1, ensure_ascii=False))
-    OUT.write_text("\n".join(lines) + f"\n\n{MARKER}\n{kept.lstrip()}", encoding="utf-8")
+    out.write_text("\n".join(lines) + f"\n\n{MARKER}\n{kept.lstrip()}", encoding="utf-8")
 
 
 if __name__ == "__main__":
