@@ -27,7 +27,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from niteru.settings import QuantizationKind, Settings
-from niteru.store.edge_layout import OwnerLock, fsync_tree, next_dir, read_state, remove_orphans, write_state
+from niteru.store.edge_layout import (
+    OwnerLock,
+    fsync_tree,
+    next_dir,
+    read_state,
+    remove_orphans,
+    set_search_threads,
+    write_state,
+)
 from niteru.store.edge_leases import ShardHandle, ShardLeases
 from niteru.store.quantization import VectorQuantization, edge_kinds, edge_vector_options
 from niteru.store.records import StoreError, StoreUnavailableError, UnknownCollectionError
@@ -80,9 +88,7 @@ class EdgeShards:
                 folder = self.state.dirs.get(version)
                 if folder is None:
                     raise UnknownCollectionError(f"no collection {version!r} in {self.root}")
-                import qdrant_edge as qe
-
-                self._leases.replace(version, qe.EdgeShard.load(str(self.root / folder)), None)
+                self._leases.replace(version, self._open(folder), None)
 
     def create(self, version: str, dims: Mapping[str, int], quantization: Mapping[str, VectorQuantization]) -> Any:
         """A new empty shard with cosine vectors of ``dims``, those named in ``quantization`` quantized."""
@@ -94,7 +100,9 @@ class EdgeShards:
             for n, d in dims.items()
         }
         config = qe.EdgeConfig(
-            vectors=vectors, optimizers=qe.EdgeOptimizersConfig(indexing_threshold=kb) if kb else None
+            vectors=vectors,
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=kb) if kb else None,
+            max_search_threads=self.settings.edge_search_threads,
         )
         with self.lock:
             folder = next_dir(self.root, version, None)
@@ -103,6 +111,13 @@ class EdgeShards:
             self.state.dirs[version] = folder
             write_state(self.root, self.state)
             return shard
+
+    def _open(self, folder: str) -> Any:
+        """Load the shard in ``folder`` with the search threads of the settings (see ``set_search_threads``)."""
+        import qdrant_edge as qe
+
+        set_search_threads(self.root / folder, self.settings.edge_search_threads)
+        return qe.EdgeShard.load(str(self.root / folder))
 
     def dims(self, version: str) -> dict[str, int]:
         """Vector sizes of ``version`` (read once from the shard's own config file)."""
@@ -234,10 +249,8 @@ class EdgeShards:
             if done.returncode != 0:
                 raise IndexBuildError(done.stderr.strip()[-2000:] or f"exit status {done.returncode}")
             fsync_tree(self.root / copy_dir)  # outside the lock: the bulk of the copy reaches the disk here
-            import qdrant_edge as qe
-
             with self.lock:
-                fresh = qe.EdgeShard.load(str(self.root / copy_dir))
+                fresh = self._open(copy_dir)
                 for operation in self._journals.pop(version, []):
                     fresh.update(operation)
                 fresh.flush()
