@@ -162,8 +162,8 @@ class Settings(BaseSettings):
     )
     edge_fuse_locally: bool = Field(
         True,
-        description="Edge: run a fused (hybrid) search as plain nearest queries fused in the service, which release "
-        "the GIL and run in parallel; false: as Edge's own fused query (same results; it holds the GIL).",
+        description="Edge: run a fused (hybrid) search as plain nearest queries fused in the service, which cost less "
+        "than Edge's own fused query (bench/results/fused_query.md); false: as Edge's own fused query (same results).",
     )
     edge_search_threads: int | None = Field(
         None,

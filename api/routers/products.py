@@ -181,7 +181,7 @@ async def similar(
     services = services_of(request)
     if services.store is not None and services.store.holds_gil:
         # On a worker thread nothing would run beside it, and under concurrent clients the hand-offs cost
-        # CPU and doubled the store time (bench/results/api_latency-threads.md).
+        # CPU and the store time grew with the clients (bench/results/api_latency-threads.md).
         result = services.similar(product_id, options)
     else:
         result = await run_in_threadpool(services.similar, product_id, options)
