@@ -43,6 +43,20 @@ from niteru.store.records import StoreError, StoreUnavailableError, UnknownColle
 log = logging.getLogger(__name__)
 # Edge's default optimizer indexing threshold (KB of vectors in a segment): Qdrant's 10,000 KB.
 EDGE_DEFAULT_INDEXING_THRESHOLD_KB = 10_000
+# Below its full-scan threshold (default 10,000 KB of the vector in a segment) a search scans every point: 10,000
+# text vectors (256-d) but 20,000 joint ones (128-d), so at 18k products each joint search was a scan (0.47 ms
+# against 0.18 by the graph: bench/results/api_latency-threads.md). Narrower vectors get this many points.
+FULL_SCAN_MAX_POINTS, EDGE_DEFAULT_FULL_SCAN_KB = 10_000, 10_000
+
+
+def _hnsw(dim: int) -> dict[str, Any]:
+    """``EdgeVectorParams`` arguments: a vector under 256-d uses its graph from ``FULL_SCAN_MAX_POINTS`` on."""
+    kb = FULL_SCAN_MAX_POINTS * dim * 4 // 1024
+    if kb >= EDGE_DEFAULT_FULL_SCAN_KB:
+        return {}
+    import qdrant_edge as qe
+
+    return {"hnsw_config": qe.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=kb)}
 
 
 class IndexBuildError(StoreError):
@@ -96,7 +110,9 @@ class EdgeShards:
 
         kb = self.settings.edge_indexing_threshold_kb
         vectors = {
-            n: qe.EdgeVectorParams(size=int(d), distance=qe.Distance.Cosine, **edge_vector_options(quantization.get(n)))
+            n: qe.EdgeVectorParams(
+                size=int(d), distance=qe.Distance.Cosine, **edge_vector_options(quantization.get(n)), **_hnsw(int(d))
+            )
             for n, d in dims.items()
         }
         config = qe.EdgeConfig(
