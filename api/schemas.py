@@ -87,13 +87,17 @@ class PutResult(ProductOut):
 
 class Explain(BaseModel):
     """Why a result scored what it did (``explain=true``). ``fused_score`` equals the sum of
-    ``contributions``: for wsum each vector's weight (normalised to sum to 1) times its cosine; for
+    ``contributions``: for wsum each vector's weight (normalised to sum to 1) times its cosine, plus, when
+    the route weighs titles (``lexical``), that weight times the BM25 score of the two titles; for
     wrrf/rrf ``1 / ((rank + 1) / w + k - 1)`` per list the product is in (rank from 0); for dbsf each
     list's score scaled by that list's mean +- 3 sd. A single-vector query's score is its cosine."""
 
     image_score: float | None = Field(description="Cosine similarity of the image vectors (None: not asked).")
     text_score: float | None = Field(description="Cosine similarity of the text vectors (None: not asked).")
     joint_score: float | None = Field(None, description="Cosine similarity of the joint vectors (None: not asked).")
+    lexical_score: float | None = Field(
+        None, description="BM25 score of the result's title for the query's (None: the route weighs no titles)."
+    )
     fused_score: float
     contributions: dict[str, float]
     ranks: dict[str, int | None] = Field(description="1-based rank in each vector's candidate list.")
@@ -122,6 +126,7 @@ class Match(BaseModel):
                 image_score=explanation.scores.get("image"),
                 text_score=explanation.scores.get("text"),
                 joint_score=explanation.scores.get("joint"),
+                lexical_score=explanation.scores.get("lexical"),
                 fused_score=hit.score,
                 contributions=explanation.contributions,
                 ranks=explanation.ranks,

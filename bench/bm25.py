@@ -94,7 +94,7 @@ def dense_lists(
         result = similar_products(store, pid, settings, opts, None, fitted)
         ms.append(1000 * (time.perf_counter() - started))
         stored[pid] = [(h.product.product_id, h.score) for h in result.hits]
-        query = QueryProduct(embedded[pid].vectors, v.fields.category, v.fields.shop_id)
+        query = QueryProduct(embedded[pid].vectors, v.fields.category, v.fields.shop_id, title=v.fields.title)
         started = time.perf_counter()
         answer = similar_to_vectors(store, query, settings, opts, None, fitted)
         ms.append(1000 * (time.perf_counter() - started))

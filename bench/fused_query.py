@@ -132,7 +132,7 @@ def split(store: EdgeProductStore, settings: Settings, picks: list[tuple[str, st
         ids: dict[Any, Any] = {}
         lists = [[(lf._keyed(r.id, ids), float(r.score)) for r in a] for a in answers]
         union = list(dict.fromkeys(ids[i] for lst in lists for i, _ in lst))
-        fused = lf._weighted_sum(plan, lists, (0.5, 0.5), lambda ps: store._engine_batch(version, ps), ids)
+        fused = lf._weighted_sum(plan, lists, (0.5, 0.5), (), lambda ps: store._engine_batch(version, ps), ids)
         t2 = time.process_time()
         top = sorted(fused, key=lambda i: -fused[i])[:10]
         store._retrieve(version, [str(ids[i]) for i in top], True, False)

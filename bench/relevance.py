@@ -59,6 +59,7 @@ from niteru.routing import DEFAULT_WEIGHTS, Mode  # noqa: E402
 from niteru.settings import get_settings  # noqa: E402
 from niteru.similar import SimilarOptions  # noqa: E402
 from niteru.store import ProductPoint, open_store  # noqa: E402
+from niteru.store.records import LEXICAL  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 K = 10
@@ -274,8 +275,10 @@ def fitted_table(fitted: RouteTable | None) -> list[str]:
     """The table the queries were routed by, with the fit's own figures (on its validation queries)."""
     if fitted is None:
         return ["No fitted routing table for this collection (run `niteru rebuild`): the default table routed.", ""]
-    names = list(fitted.global_row.weights)
-    head = "| category | basis | " + " | ".join(names) + " | fusion | val. queries | p@10 | global | "
+    rows = [*sorted(fitted.rows.items()), ("(global)", fitted.global_row)]
+    names = [n for n in fitted.global_row.weights if n != LEXICAL]  # the dense vectors, each also alone
+    weighed = [*names, *([LEXICAL] if any(r.weights.get(LEXICAL) for _, r in rows) else [])]
+    head = "| category | basis | " + " | ".join(weighed) + " | fusion | val. queries | p@10 | global | "
     head += " | ".join(f"{n} only" for n in names) + " |"
     lines = [
         f"Fitted routing table {fitted.version} (objective {fitted.objective}; {fitted.info.get('search', '')}; "
@@ -283,10 +286,11 @@ def fitted_table(fitted: RouteTable | None) -> list[str]:
         f"{fitted.info.get('validation_queries')} validation queries, {fitted.info.get('grid')} routes):",
         "",
         head,
-        "|---|---|" + "---:|" * len(names) + "---|---:|---:|---:|" + "---:|" * len(names),
+        "|---|---|" + "---:|" * len(weighed) + "---|---:|---:|---:|" + "---:|" * len(names),
     ]
-    for category, row in [*sorted(fitted.rows.items()), ("(global)", fitted.global_row)]:
-        cells = [f"{row.weights[n]:.1f}" for n in names]
+    for category, row in rows:
+        cells = [f"{row.weights.get(n, 0.0):.1f}" for n in names]
+        cells += [f"{row.weights.get(LEXICAL, 0.0):g}" for n in weighed if n == LEXICAL]
         singles = [f"{100 * row.single.get(n, 0):.1f}" for n in names]
         lines.append(
             f"| {category} | {row.basis} | " + " | ".join(cells) + f" | {row.fusion.value} | {row.queries} | "

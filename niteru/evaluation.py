@@ -141,7 +141,7 @@ def evaluate(
             result = similar_products(store, q.product_id, settings, options, estimate, fitted)
         except UnknownProductError:  # deleted since the sample was taken (writes go on meanwhile)
             continue
-        query = QueryProduct(point.vectors, v.fields.category, v.fields.shop_id)
+        query = QueryProduct(point.vectors, v.fields.category, v.fields.shop_id, title=v.fields.title)
         answer = similar_to_vectors(store, query, settings, options, estimate, fitted)
         found = [h.product.product_id for h in answer.hits]
         out.append(outcome(q, [h.product for h in result.hits], found, result.route.weights))

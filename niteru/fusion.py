@@ -35,9 +35,12 @@ class Fusion(StrEnum):
 # --- what an engine computes: one of these over the prefetched lists, in list order ---------------------
 @dataclass(frozen=True)
 class WeightedSum:
-    """``sum_i weights[i] * score_i`` (Qdrant's formula query over ``$score[i]``)."""
+    """``sum_i weights[i] * score_i`` (Qdrant's formula query over ``$score[i]``). ``optional``: the terms a
+    candidate may have no score of, counted as 0 (the lexical term: a title sharing no word with the query's
+    is not scored by a sparse vector), where a missing dense score drops the candidate (deleted meanwhile)."""
 
     weights: tuple[float, ...]
+    optional: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

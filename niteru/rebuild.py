@@ -359,10 +359,9 @@ def _fit_routing(
     from niteru.products import Product
     from niteru.route_fit import NothingToFitError, fit_routes
 
-    def variants(products: Sequence[Product]) -> dict[str, dict[str, np.ndarray]]:
+    def variants(products: Sequence[Product]) -> dict[str, ProductPoint]:
         made = make_variants(products, lambda ref: read_photo(ref, settings), settings.route_fit_seed + 1)
-        embedders = Embedders(image_model(), models.text, models.joint)
-        return {pid: dict(p.vectors) for pid, p in embed_variants(made, embedders).items()}
+        return embed_variants(made, Embedders(image_model(), models.text, models.joint))
 
     try:
         table = fit_routes(target, settings, collection, variants)

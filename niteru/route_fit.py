@@ -11,7 +11,9 @@ alike. The rebuild calls ``fit_routes`` on its new collection before the swap an
   would take minutes; the emulation ranks like the store and takes seconds.
 - **Grid**: every weight vector over the collection's vectors (``VECTOR_NAMES``: image, text, and any
   other the store gains) whose parts are multiples of ``route_fit_step`` summing to 1, times every fusion
-  rule (``niteru.fusion.RULES``).
+  rule (``niteru.fusion.RULES``); with the ``lexical`` setting on, ``wsum`` routes also times every weight of
+  ``route_fit_lexical_weights`` (0 included) for the BM25 title bonus (``niteru.lexical``; its queries are
+  the products' own titles and the variants' re-written ones). The reference modes carry no bonus.
 - **Objective**: ``OBJECTIVES[route_fit_objective]`` (precision@10), one score per query.
 - **Eligibility**: a route is eligible only when it does not lose what looks alike against the *reference
   modes* (image only, text only, 50/50, the hand table: ``reference_routes``): variant recall@1, colour and
@@ -33,20 +35,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
 
 from niteru.fusion import Fusion
+from niteru.lexical import TitleScores
 from niteru.products import Product
 from niteru.route_grid import OBJECTIVES, TIE, Choice, FitData, K, Variants, per_route, routes, validation_queries
-from niteru.route_lists import candidate_lists, candidate_lists_of
+from niteru.route_lists import candidate_lists, candidate_lists_of, with_lexical
 from niteru.route_looks import kept_counts, pooled
 from niteru.route_refs import Eligibility, Measured, mode_figures, reference_modes, reference_routes
 from niteru.route_table import RouteTable, Row
 from niteru.settings import Settings
-from niteru.store import ProductStore
+from niteru.store import ProductPoint, ProductStore
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +83,21 @@ def held_out_choice(
 
 
 def measure_all(
-    data: FitData, queries: np.ndarray, choices: Sequence[Choice], variants: Variants | None, settings: Settings
+    data: FitData,
+    queries: np.ndarray,
+    choices: Sequence[Choice],
+    variants: Variants | None,
+    settings: Settings,
+    lexical: TitleScores | None = None,
 ) -> dict[Choice, Measured]:
-    """Every route's objective and look-alike counts on the queries, and its variant recall@1."""
+    """Every route's objective and look-alike counts on the queries, and its variant recall@1. ``lexical``:
+    the collection's BM25 (``data.titles``, and the variants' titles), for routes that weigh it."""
     names = tuple(data.vectors)
     objective = OBJECTIVES[settings.route_fit_objective]
     lists = candidate_lists(data.vectors, queries, K, names)
+    if lexical is not None:
+        assert data.titles is not None
+        lists = with_lexical(lists, lexical, [data.titles[q] for q in queries])
     found = per_route(
         lists,
         choices,
@@ -104,6 +116,9 @@ def measure_all(
         assert variants is not None
         which, where = np.array([j for j, _ in rows]), np.array([q for _, q in rows])
         found_v = candidate_lists_of(data.vectors, {n: variants.vectors[n][which] for n in names}, K, names)
+        if lexical is not None:
+            assert variants.titles is not None
+            found_v = with_lexical(found_v, lexical, [variants.titles[j] for j in which])
         first = per_route(found_v, choices, settings.rrf_k, lambda hits: hits[:, 0] == variants.originals[which])
         for c, hit in first.items():
             recall[c][0, where], recall[c][1, where] = hit, 1.0
@@ -126,8 +141,13 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
     query_categories = np.array([data.categories[q] for q in queries])
     categories = sorted(set(query_categories.tolist()))
     refs = reference_routes(names, categories, settings)
-    choices = routes(len(names), settings.route_fit_step)
-    measured = measure_all(data, queries, list(dict.fromkeys([*choices, *refs.values()])), variants, settings)
+    # The lexical axis needs every query's title: the products' and, when there are variants, theirs.
+    bm25 = None
+    if settings.lexical and data.titles is not None and (variants is None or variants.titles is not None):
+        bm25 = TitleScores(data.titles)
+    choices = routes(len(names), settings.route_fit_step, settings.route_fit_lexical_weights if bm25 else ())
+    every = list(dict.fromkeys([*choices, *refs.values()]))
+    measured = measure_all(data, queries, every, variants, settings, bm25)
     searched = time.perf_counter()
     scores = {c: m.score for c, m in measured.items()}
     modes = reference_modes(refs, measured, query_categories)
@@ -154,7 +174,7 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
 
     def row(choice: Choice, mask: np.ndarray, basis: str, held_out: dict[str, float] | None = None) -> Row:
         return Row(
-            weights=dict(zip(names, choice.weights, strict=True)),
+            weights=choice.route(names),
             fusion=choice.fusion,
             basis=basis,
             queries=int(mask.sum()),
@@ -199,6 +219,7 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
         "validation_queries": len(queries),
         "vectors": list(names),
         "grid": len(choices),
+        "lexical_weights": sorted({c.lexical for c in choices}) if bm25 else [],
         "eligible": len(grid_eligible),
         "variants": 0 if variants is None else len(variants.originals),
         "variant_r1_best": max((r for c in choices if (r := recall_of[c]) is not None), default=None),
@@ -229,22 +250,36 @@ def fit_routes(
     store: ProductStore,
     settings: Settings,
     collection: str,
-    embed_variants: Callable[[Sequence[Product]], dict[str, dict[str, np.ndarray]]] | None = None,
+    embed_variants: Callable[[Sequence[Product]], Mapping[str, ProductPoint]] | None = None,
 ) -> RouteTable:
     """Fit the table on ``store`` (a collection pinned by the rebuild), reading every product once.
-    ``embed_variants``: the vectors of re-listed variants of the products given, by product id (the rebuild
-    passes the new collection's models); without it the fit counts precision@10 alone."""
+    ``embed_variants``: re-listed variants of the products given, embedded, by the original's product id (the
+    rebuild passes the new collection's models); without it the fit counts precision@10 alone."""
+    data, variants = fit_inputs(store, settings, embed_variants)
+    return fit_table(data, settings, collection, variants)
+
+
+def fit_inputs(
+    store: ProductStore,
+    settings: Settings,
+    embed_variants: Callable[[Sequence[Product]], Mapping[str, ProductPoint]] | None = None,
+) -> tuple[FitData, Variants | None]:
+    """What ``fit_table`` reads: the collection, and the variants of an even spread of its validation
+    queries (``route_fit_variants`` of them) when ``embed_variants`` is given."""
     points = [p for batch in store.scroll(batch_size=1024, with_vectors=True) for p in batch]
     data = FitData.of(points)
     variants = None
     if embed_variants is not None and settings.route_fit_variants > 0:
         rows = {pid: i for i, pid in enumerate(data.product_ids)}
         pool = [points[i].product for i in validation_queries(data, settings)]
-        step = max(1, len(pool) // settings.route_fit_variants)
-        embedded = embed_variants(pool[::step][: settings.route_fit_variants])
+        # Evenly over the pool (in category order), so every category gets its share: a stride of
+        # len // n took the first n of a pool under twice n, and the last categories got none.
+        n = min(settings.route_fit_variants, len(pool))
+        embedded = embed_variants([pool[i] for i in np.linspace(0, len(pool) - 1, n).round().astype(int)])
         names = tuple(data.vectors)
-        found = [pid for pid, v in embedded.items() if pid in rows and set(names) <= set(v)]
+        found = [pid for pid, v in embedded.items() if pid in rows and set(names) <= set(v.vectors)]
         if found:
-            vectors = {n: np.stack([embedded[pid][n] for pid in found]).astype(np.float32) for n in names}
-            variants = Variants(np.array([rows[pid] for pid in found], np.int64), vectors)
-    return fit_table(data, settings, collection, variants)
+            vectors = {n: np.stack([embedded[pid].vectors[n] for pid in found]).astype(np.float32) for n in names}
+            titles = [embedded[pid].product.title for pid in found]
+            variants = Variants(np.array([rows[pid] for pid in found], np.int64), vectors, titles)
+    return data, variants

@@ -15,6 +15,7 @@ from typing import TypeVar
 import numpy as np
 
 from niteru.fusion import RULES, Fusion
+from niteru.lexical import VECTOR as LEXICAL
 from niteru.route_lists import CandidateLists, fused_hits
 from niteru.route_looks import attributes
 from niteru.settings import Settings
@@ -35,6 +36,7 @@ class FitData:
     vectors: dict[str, np.ndarray]  # name -> (products, dim) float32, L2-normalised (zeros where missing)
     colours: np.ndarray | None = None  # the colours each title names (route_looks.attributes); None: unknown
     brands: np.ndarray | None = None  # each product's brand code, -1: unknown
+    titles: list[str] | None = None  # for the lexical (BM25) term; None: no route weighs it
 
     @classmethod
     def of(cls, points: Sequence[ProductPoint]) -> FitData:
@@ -54,16 +56,19 @@ class FitData:
             vectors,
             colour_masks,
             brands,
+            [p.product.title for p in points],
         )
 
 
 @dataclass(frozen=True)
 class Variants:
     """Re-listed variants of some products (``niteru.lookalike``: re-shot photo, re-written title), embedded
-    by the new collection's models: ``originals`` are the products' rows, ``vectors`` name -> (variants, dim)."""
+    by the new collection's models: ``originals`` are the products' rows, ``vectors`` name -> (variants, dim),
+    ``titles`` their re-written titles (the lexical term's queries; None: unknown)."""
 
     originals: np.ndarray
     vectors: dict[str, np.ndarray]
+    titles: list[str] | None = None
 
 
 T = TypeVar("T")
@@ -85,9 +90,18 @@ OBJECTIVES: dict[str, Objective] = {"precision@10": precision_at_k}
 class Choice:
     fusion: Fusion
     weights: tuple[float, ...]  # in the order of the fit's vector names
+    lexical: float = 0.0  # the BM25 bonus's weight (wsum only; not normalised with the dense weights)
 
-    def distance(self, other: Choice) -> tuple[bool, float]:
-        return self.fusion is not other.fusion, float(np.abs(np.subtract(self.weights, other.weights)).sum())
+    def distance(self, other: Choice) -> tuple[bool, float, float]:
+        """Another fusion first, then the dense weights, then the lexical one: among equals the fit keeps
+        the route nearest its anchor, so no bonus unless one scores better."""
+        dense = float(np.abs(np.subtract(self.weights, other.weights)).sum())
+        return self.fusion is not other.fusion, dense, abs(self.lexical - other.lexical)
+
+    def route(self, names: Sequence[str]) -> dict[str, float]:
+        """The route's weights as a table row and the store take them (``lexical`` only when positive)."""
+        weights = dict(zip(names, self.weights, strict=True))
+        return weights | {LEXICAL: self.lexical} if self.lexical > 0 else weights
 
 
 def in_validation(product_id: str, settings: Settings) -> bool:
@@ -116,16 +130,24 @@ def validation_queries(data: FitData, settings: Settings) -> np.ndarray:
     return np.array(chosen, np.int64)
 
 
-def routes(n: int, step: float) -> list[Choice]:
-    """The fit's grid: every weight vector of ``n`` vectors in multiples of ``step`` times every fusion."""
-    return [Choice(fusion, weights) for fusion in RULES for weights in grid(n, step)]
+def routes(n: int, step: float, lexical: Sequence[float] = ()) -> list[Choice]:
+    """The fit's grid: every weight vector of ``n`` vectors in multiples of ``step`` times every fusion,
+    and for ``wsum`` (the only fusion that weighs it) times every ``lexical`` weight, 0 always included."""
+    bonuses = sorted({0.0, *(float(w) for w in lexical if w > 0)})
+    return [
+        Choice(fusion, weights, bonus)
+        for fusion in RULES
+        for weights in grid(n, step)
+        for bonus in (bonuses if fusion is Fusion.wsum else [0.0])
+    ]
 
 
 def per_route(
     lists: CandidateLists, choices: Sequence[Choice], rrf_k: int, measure: Callable[[np.ndarray], T]
 ) -> dict[Choice, T]:
     """``measure`` of each route's fused top ``K`` (the rows of ``lists``' queries). Rank and distribution
-    fusions ignore the weights but for which lists take part, so each such set is computed once."""
+    fusions ignore the weights but for which lists take part (and the lexical one), so each such set is
+    computed once."""
     out: dict[Choice, T] = {}
     done: dict[tuple[Fusion, tuple[bool, ...]], T] = {}
     for c in choices:
@@ -133,6 +155,6 @@ def per_route(
         if c.fusion in (Fusion.rrf, Fusion.dbsf) and key in done:
             out[c] = done[key]
             continue
-        hits = fused_hits(lists, dict(zip(lists.names, c.weights, strict=True)), c.fusion, K, rrf_k)
+        hits = fused_hits(lists, c.route(lists.names), c.fusion, K, rrf_k)
         out[c] = done[key] = measure(hits)
     return out

@@ -10,9 +10,14 @@ the engine to:
 
 - one list per vector of positive weight (``similar`` does not search a zero-weight vector), each the
   ``prefetch_size(k)`` nearest products other than the query;
-- ``wsum``: every candidate of the union rescored by each vector, weights normalised to sum to 1;
+- ``wsum``: every candidate of the union rescored by each vector, weights normalised to sum to 1, plus
+  the route's ``lexical`` weight times the candidate's BM25 for the query's title (``with_lexical``;
+  ``niteru.lexical``): a bonus on the dense candidates, which brings no list of its own (with one dense
+  list, that list re-ranked by cosine + bonus);
 - ``wrrf``/``rrf``: ``sum 1 / ((rank + 1) / w + k_rrf - 1)`` over the lists a candidate is in (w = 1 for rrf);
 - ``dbsf``: each list's scores scaled by its mean +- 3 sample standard deviations, summed.
+
+Rank and distribution fusions ignore the ``lexical`` weight, as the store does.
 
 ``tests/test_route_fit.py`` checks that this ranks like the store for every rule.
 """
@@ -20,11 +25,13 @@ the engine to:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from niteru.fusion import Fusion
+from niteru.lexical import VECTOR as LEXICAL
+from niteru.lexical import TitleScores
 from niteru.store.plan import prefetch_size
 
 # Queries per block of the exact search: a block's similarity matrix is CHUNK x products x 4 bytes per vector.
@@ -35,12 +42,14 @@ CHUNK = 256
 class CandidateLists:
     """For each query: each vector's list of the ``size`` nearest other products, best first,
     concatenated in ``names`` order (``ids``, shape queries x names*size), and every vector's cosine with
-    each of those products (``cos[name]``, same shape)."""
+    each of those products (``cos[name]``, same shape), and when asked (``with_lexical``) the BM25 of the
+    query's title for each (``lexical``, same shape)."""
 
     names: tuple[str, ...]
     size: int
     ids: np.ndarray
     cos: Mapping[str, np.ndarray]
+    lexical: np.ndarray | None = None
 
     def columns(self, name: str) -> slice:
         i = self.names.index(name)
@@ -60,6 +69,12 @@ def candidate_lists_of(
     """The lists of products that are not in the collection (``query_vectors``: name -> (queries, dim)),
     nothing left out: a re-listed variant's lists, where its original should come first."""
     return _lists(vectors, query_vectors, None, k, names)
+
+
+def with_lexical(lists: CandidateLists, scores: TitleScores, titles: Sequence[str]) -> CandidateLists:
+    """``lists`` with each candidate's BM25 for its query's title (``titles``: one per query, in order:
+    a stored product's own title, or a variant's re-written one)."""
+    return replace(lists, lexical=np.asarray(scores.scores(titles, lists.ids), np.float64))
 
 
 def _lists(
@@ -107,7 +122,10 @@ def fused(
     active = [n for n in lists.names if weights.get(n, 0.0) > 0]
     if not active:
         raise ValueError(f"no positive weight in {dict(weights)}")
-    if len(active) == 1:  # one list: plain cosine, whatever the fusion
+    bonus = float(weights.get(LEXICAL, 0.0)) if fusion is Fusion.wsum else 0.0
+    if bonus > 0 and lists.lexical is None:
+        raise ValueError(f"a lexical weight ({bonus}) but no lexical scores in the lists")
+    if len(active) == 1 and bonus <= 0:  # one list: plain cosine, whatever the fusion
         one = lists.columns(active[0])
         return _pad(lists.ids[:, one][:, :k], k, -1), _pad(lists.cos[active[0]][:, one][:, :k], k, -np.inf)
     cols = np.concatenate([np.arange(*lists.columns(n).indices(lists.ids.shape[1])) for n in active])
@@ -115,6 +133,9 @@ def fused(
     if fusion is Fusion.wsum:
         total = sum(weights[n] for n in active)
         values = sum(weights[n] / total * lists.cos[n][:, cols] for n in active)
+        if bonus > 0:
+            assert lists.lexical is not None
+            values = values + bonus * lists.lexical[:, cols]
         summed = False
     else:
         values = np.concatenate([_list_values(lists, n, weights[n], fusion, rrf_k) for n in active], axis=1)

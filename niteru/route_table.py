@@ -22,7 +22,9 @@ from niteru.settings import Settings
 log = logging.getLogger(__name__)
 
 # Bumped when the file's layout changes; a file of another format is not used (routing falls back to the
-# default table until the next rebuild fits one).
+# default table until the next rebuild fits one). Not bumped for the ``lexical`` key a row's weights may
+# carry (issue #17): the layout is the same, older tables (no key) load as they are, and code from before
+# the key plans a query from the weights of the vectors it sends, so it serves such a row without the bonus.
 FORMAT = 1
 
 
@@ -33,7 +35,7 @@ class Row:
     both halves``, ``global``: the row of every category the fit had no row for), or ``reference mode ...``: no
     eligible route held, so a mode users had before the fit (``niteru.route_refs``)."""
 
-    weights: dict[str, float]
+    weights: dict[str, float]  # image, text, joint, and ``lexical`` (the BM25 bonus) only when positive
     fusion: Fusion
     basis: str = "fitted"
     queries: int = 0  # validation queries of the category

@@ -10,7 +10,7 @@ import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -185,6 +185,12 @@ class Settings(BaseSettings):
         description="Edge: vector data (KB) a segment needs before it gets an HNSW index (unset: Edge's default; "
         "smaller segments are scanned exactly).",
     )
+    lexical: bool = Field(
+        True,
+        description="Give each new collection a BM25 vector of every title (niteru/lexical.py) and let the routing "
+        "fit weigh it as a bonus of the wsum fusion; fixed when a collection is created (the next rebuild or "
+        "migration brings a change to the store).",
+    )
     # --- quantized vectors, per named vector (niteru/store/quantization.py; fixed when a collection is
     # created, so a change reaches the store with the next rebuild or migration) ---
     quantization_image: QuantizationKind = Field(
@@ -346,6 +352,14 @@ class Settings(BaseSettings):
     )
     route_fit_step: float = Field(
         0.1, gt=0, le=0.5, description="Grid step of the weights (each a multiple of it, summing to 1)."
+    )
+    route_fit_lexical_weights: tuple[Annotated[float, Field(ge=0)], ...] = Field(
+        (0.0, 0.0025, 0.005, 0.01, 0.02),
+        description="The fit's grid of the lexical (BM25 title) weight, wsum routes only, when `lexical` is on (0 "
+        "is always tried). Not normalised with the dense weights (those sum to 1): a bonus of weight x BM25 on a "
+        "cosine. A title's BM25 for a match runs about 5-25 and its brand or colour word adds about 3-8, where "
+        "near neighbours' cosines differ by 0.01-0.1: each step doubles the bonus from a tie-breaker (0.0025) to "
+        "one that outweighs the dense order within the candidates (0.02). JSON list in the environment.",
     )
     fusion: Fusion = Field(
         Fusion.wsum,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from niteru import lexical
 from niteru.categorize import Estimator
 from niteru.fusion import RULES, Fusion, Share
 from niteru.refusals import Refusal
@@ -18,6 +19,8 @@ from niteru.route_table import RouteTable
 from niteru.routing import Mode, Route, route
 from niteru.settings import Settings
 from niteru.store import Hit, ProductStore, SearchFilter, StoreSchemaError
+from niteru.store.plan import lexical_term
+from niteru.store.records import LEXICAL
 
 # With a per-shop cap, ask for this many times k at first, and at most this many products in all.
 SHOP_CAP_OVERFETCH = 3
@@ -46,9 +49,14 @@ class SimilarOptions:
     estimate_category: bool = False
 
 
+# Below this, what is left of a fused score after the dense terms is float32 rounding, not a BM25 bonus.
+LEXICAL_NOISE = 1e-5
+
+
 @dataclass(frozen=True)
 class Explanation:
-    """Why a hit scored what it did. ``scores``: cosine similarity of each vector to the query's.
+    """Why a hit scored what it did. ``scores``: cosine similarity of each vector to the query's (for
+    ``lexical``: the BM25 score of the hit's title for the query's).
     ``contributions``: each vector's share of the fused score under the fusion's rule (they sum to it).
     ``ranks``: the hit's 1-based rank in each vector's candidate list (None: not in it)."""
 
@@ -96,19 +104,21 @@ def _similar(
     if point is None:
         raise UnknownProductError(product_id)
     product = point.product
-    query = QueryProduct(point.vectors, product.category, product.shop_id, product.category_estimated)
+    query = QueryProduct(point.vectors, product.category, product.shop_id, product.category_estimated, product.title)
     return _similar_to(store, query, product_id, (product_id,), settings, options, estimate, fitted)
 
 
 @dataclass(frozen=True)
 class QueryProduct:
     """What a similar-products query starts from: a product's vectors and the fields routing and the shop
-    options read. A stored product's, or one that is not stored (``similar_to_vectors``)."""
+    options read, and its title (the lexical term of a route that weighs one). A stored product's, or one
+    that is not stored (``similar_to_vectors``)."""
 
     vectors: Mapping[str, np.ndarray]
     category: str = ""
     shop_id: str = ""
     category_estimated: bool = False
+    title: str = ""
 
 
 def similar_to_vectors(
@@ -167,7 +177,7 @@ def _similar_to(
         )
     # The request's fusion, else the fitted row's, else the setting's.
     fusion = options.fusion or taken.fusion or settings.fusion
-    query = _Query(vectors, taken.weights, search_filter, fusion, options.diversity)
+    query = _Query(vectors, taken.weights, search_filter, fusion, options.diversity, product.title)
     hits, asked = _search_capped(store, query, options)
     result = SimilarResult(label, taken, query.fusion, hits)
     if options.explain:
@@ -184,6 +194,7 @@ class _Query:
     search_filter: SearchFilter
     fusion: Fusion
     diversity: float = 0.0
+    title: str = ""
 
     def search(self, store: ProductStore, k: int, with_vectors: bool) -> list[Hit]:
         return store.search(
@@ -194,6 +205,7 @@ class _Query:
             self.fusion,
             with_vectors=with_vectors,
             diversity=self.diversity,
+            title=self.title,
         )
 
 
@@ -234,6 +246,7 @@ def explain(store: ProductStore, query: _Query, k: int, hits: list[Hit], rrf_k: 
         scores = {n: [h.score for h in hs] for n, hs in lists.items()}
     total = sum(max(0.0, float(weights.get(n, 0.0))) for n in names)
     rule = RULES[query.fusion]
+    lexical_weight = lexical_term(weights, query.fusion, lexical.query(query.title)) if query.title else 0.0
     out = []
     for hit, cos in zip(hits, cosines, strict=True):
         pid = hit.product.product_id
@@ -246,5 +259,11 @@ def explain(store: ProductStore, query: _Query, k: int, hits: list[Hit], rrf_k: 
             w = max(0.0, float(weights.get(n, 0.0)))
             share = Share(w, total, cos[n], where[n], scores[n])
             contributions[n] = rule.contribution(share, rrf_k)
+        if lexical_weight:
+            # The lexical term is the rest of the fused score (a wsum is the sum of its terms); its score is the
+            # hit's BM25, 0 for a title sharing no word (a collection without the lexical vector adds none).
+            bonus = hit.score - sum(contributions.values())
+            contributions[LEXICAL] = bonus if abs(bonus) > LEXICAL_NOISE else 0.0
+            cos = {**cos, LEXICAL: contributions[LEXICAL] / lexical_weight}
         out.append(Explanation(cos, contributions, {n: None if r is None else r + 1 for n, r in where.items()}))
     return out

@@ -110,7 +110,11 @@ def test_the_fit_leans_each_category_on_the_modality_that_tells_it_apart(
         assert row.held_out["row"] >= row.held_out["global"]
         assert row.single[lead] > row.single[other] + 0.3  # the catalog is what the test says it is
     assert table.info["validation_queries"] == sum(r.queries for r in table.rows.values())
-    assert table.info["grid"] == len(Fusion) * len(grid(2, settings.route_fit_step))
+    # wsum routes times every lexical weight (0 included), the other fusions once
+    assert table.info["lexical_weights"] == sorted({0.0, *settings.route_fit_lexical_weights})
+    assert table.info["grid"] == (len(Fusion) - 1 + len(table.info["lexical_weights"])) * len(
+        grid(2, settings.route_fit_step)
+    )
 
 
 def test_a_category_with_too_few_queries_takes_the_global_row(store: ProductStore, settings: Settings) -> None:
@@ -183,7 +187,8 @@ def test_the_table_round_trips_and_routes_auto_queries(store: ProductStore, sett
         estimates=[("looks", 0.5), ("words", 0.5)],
         fitted=loaded,
     )
-    expect = {n: (table.rows["looks"].weights[n] + table.rows["words"].weights[n]) / 2 for n in DIMS}
+    looks_w, words_w = table.rows["looks"].weights, table.rows["words"].weights
+    expect = {n: (looks_w.get(n, 0.0) + words_w.get(n, 0.0)) / 2 for n in looks_w | words_w}
     assert mixed.weights == pytest.approx(expect) and mixed.table == "fitted"
     assert route(Mode.hybrid, settings, category="looks", fitted=loaded).table is None
     drop_route_table(settings, store.current_version())

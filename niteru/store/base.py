@@ -19,11 +19,13 @@ from typing import Any, Self
 
 import numpy as np
 
+from niteru import lexical
 from niteru.fusion import Fusion as Fusion
 from niteru.products import point_id
 from niteru.settings import Settings
 from niteru.store.plan import check_query, plan_candidates, plan_search, version_at_most
 from niteru.store.primitives import EnginePrimitives
+from niteru.store.records import LEXICAL, to_hits, to_points, to_row
 
 # The value types are re-exported here: callers import them from ``niteru.store`` or from this module.
 from niteru.store.records import VECTOR_NAMES as VECTOR_NAMES
@@ -36,7 +38,6 @@ from niteru.store.records import StoreSchemaError as StoreSchemaError
 from niteru.store.records import StoreUnavailableError as StoreUnavailableError
 from niteru.store.records import UnknownCollectionError as UnknownCollectionError
 from niteru.store.records import UpsertOutcome as UpsertOutcome
-from niteru.store.records import to_hits, to_points, to_row
 from niteru.store.tombstones import Tombstones, at_most, merged
 from niteru.store.upsert import conditional_upsert, newest_per_product
 
@@ -83,7 +84,7 @@ class ProductStore(EnginePrimitives):
         """A new, empty versioned collection (the alias does not move)."""
         name = f"{self.alias}-{datetime.now(UTC):%Y%m%dt%H%M%S%f}"
         with self.lock:
-            self._create_collection(name, dims)
+            self._create_collection(name, dims, lexical=self.settings.lexical)
         return name
 
     def pinned(self, version: str) -> Self:
@@ -162,8 +163,10 @@ class ProductStore(EnginePrimitives):
                 points = {p: int(f["image_version"]) for p, f in found.items()}
                 return merged(points, self.tombstones.versions(product_ids))
 
+            lexical = self._has_lexical(version)
+
             def write(chosen: Sequence[ProductPoint], floor: int) -> None:
-                self._write(version, [to_row(p) for p in chosen], version_at_most(floor))
+                self._write(version, [to_row(p, lexical) for p in chosen], version_at_most(floor))
 
             outcome = conditional_upsert(latest, stored, write)
             # A delete that came between this write's read and its write: remove what it put back.
@@ -223,15 +226,19 @@ class ProductStore(EnginePrimitives):
         with_vectors: bool = False,
         exact: bool = False,
         diversity: float = 0.0,
+        title: str | None = None,
     ) -> list[Hit]:
         """Nearest products. One vector: cosine similarity to it. Several: each vector's candidate list
         (``candidates`` long, default a few times ``k``) fused by ``fusion`` with ``weights``; a vector of
         weight 0 still brings candidates under ``wsum`` but adds nothing to their scores. ``exact`` scans
         every point instead of an approximate index (benchmarks). ``diversity`` in [0, 1] (0: off): maximal
-        marginal relevance over a few times ``k`` candidates (``plan.Mmr``); hits keep their scores."""
+        marginal relevance over a few times ``k`` candidates (``plan.Mmr``); hits keep their scores.
+        ``title``: the query's title; with a ``LEXICAL`` weight under ``wsum``, in a collection that has the
+        lexical vector, each candidate gains that weight times its title's BM25 score (``plan.lexical_term``)."""
         # One collection for the whole call: a switch between the size check and the query must not send
         # the query to a collection whose vectors have other sizes (a rebuild's new text model).
         version = self.collection
+        wants_lexical = title and weights.get(LEXICAL, 0.0) > 0 and self._has_lexical(version)
         plan = plan_search(
             vectors,
             weights,
@@ -245,6 +252,7 @@ class ProductStore(EnginePrimitives):
             exact=exact,
             slow_id_filter=self.slow_id_filter,
             diversity=diversity,
+            lexical=lexical.query(title) if wants_lexical and title else None,
         )
         return plan.keep(to_hits(self._query_batch(version, [plan])[0]))
 

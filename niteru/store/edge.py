@@ -28,13 +28,18 @@ from niteru.store.edge_shards import EdgeShards
 from niteru.store.local_fusion import is_fused, run_fused
 from niteru.store.plan import Conditions, QueryPlan
 from niteru.store.quantization import configured
-from niteru.store.records import PAYLOAD_INDEXES, Row
+from niteru.store.records import LEXICAL, PAYLOAD_INDEXES, Row
 
 
 def _qe() -> Any:
     import qdrant_edge
 
     return qdrant_edge
+
+
+def _vector(name: str, value: Any) -> Any:
+    """A row's vector as Edge takes it: the lexical one as a ``SparseVector``."""
+    return _qe().SparseVector(*value) if name == LEXICAL else value
 
 
 class EdgeProductStore(ProductStore):
@@ -60,14 +65,16 @@ class EdgeProductStore(ProductStore):
     def _collections(self) -> list[str]:
         return list(self.shards.state.dirs)
 
-    def _create_collection(self, name: str, dims: Mapping[str, int], quantized: bool = True) -> None:
+    def _create_collection(
+        self, name: str, dims: Mapping[str, int], quantized: bool = True, lexical: bool = False
+    ) -> None:
         qe = _qe()
         kinds = {
             "keyword": qe.PayloadSchemaType.Keyword,
             "integer": qe.PayloadSchemaType.Integer,
             "float": qe.PayloadSchemaType.Float,
         }
-        shard = self.shards.create(name, dims, self.quantization if quantized else {})
+        shard = self.shards.create(name, dims, self.quantization if quantized else {}, lexical)
         # Default index parameters on purpose: a keyword index with HNSW links turned off (enable_hnsw=False)
         # leaves the filtered graph disconnected, and filtered searches then miss results.
         for key, kind in PAYLOAD_INDEXES.items():
@@ -81,6 +88,9 @@ class EdgeProductStore(ProductStore):
 
     def _dims(self, version: str) -> dict[str, int]:
         return self.shards.dims(version)
+
+    def _has_lexical(self, version: str) -> bool:
+        return self.shards.has_lexical(version)
 
     def _retrieve(self, version: str, ids: list[str], payload: bool | list[str], vectors: bool) -> Sequence[Any]:
         return self.shards.get(version).retrieve(ids, with_payload=payload, with_vector=vectors)  # type: ignore[no-any-return]
@@ -98,9 +108,10 @@ class EdgeProductStore(ProductStore):
         return [run_fused(p, run_plain, retrieve) if is_fused(p) else run_plain([p])[0] for p in plans]
 
     def _engine_batch(self, version: str, plans: Sequence[QueryPlan]) -> list[Sequence[Any]]:
+        filters: dict[int, Any] = {}  # the plans are alive meanwhile: their ids name their conditions
         shard, requests = (
             self.shards.get(version),
-            [to_request(p, self.settings.edge_hnsw_ef, self.quantization) for p in plans],
+            [to_request(p, self.settings.edge_hnsw_ef, self.quantization, filters) for p in plans],
         )
         if len(requests) == 1:
             return [shard.query(requests[0])]
@@ -115,7 +126,7 @@ class EdgeProductStore(ProductStore):
 
     def _write(self, version: str, rows: Sequence[Row], condition: Conditions) -> None:
         qe = _qe()
-        points = [qe.Point(i, v, p) for i, v, p in rows]
+        points = [qe.Point(i, {n: _vector(n, x) for n, x in v.items()}, p) for i, v, p in rows]
         self.shards.apply(version, qe.UpdateOperation.upsert_points(points, condition=to_filter(condition)))
 
     def _delete(self, version: str, condition: Conditions) -> None:
@@ -138,7 +149,7 @@ class EdgeProductStore(ProductStore):
             "alias": self.alias,
             "collection": self.collection,
             "points": self.count(),
-            "indexed_vectors": int(shard_info.indexed_vectors_count),
+            "indexed_vectors": self.shards.dense_indexed(self.collection, shard_info),
             "segments": int(shard_info.segments_count),
             "index_building": self.shards.building(self.collection),
             **{f"quantization_{n}": kind for n, kind in self.shards.quantization(self.collection).items()},

@@ -68,27 +68,6 @@ def fsync_tree(folder: Path) -> None:
                 os.close(fd)
 
 
-def set_search_threads(shard_dir: Path, threads: int | None) -> None:
-    """Make a shard's own config file name ``threads`` search threads (None: none, so Edge derives them from
-    the CPUs), before the shard is loaded. Why the file: ``EdgeShard.load(path, config)`` wants the whole config
-    (vectors, quantization, optimizers), which qdrant_edge cannot read back, and keeps it on disk; the count
-    is read from this file at every load, and a count left in it would outlive the setting that put it there."""
-    path = shard_dir / "edge_config.json"
-    config = json.loads(path.read_text())
-    if config.get("max_search_threads") == threads:
-        return
-    if threads is None:
-        del config["max_search_threads"]
-    else:
-        config["max_search_threads"] = threads
-    tmp = shard_dir / ".edge_config.json.tmp"
-    with tmp.open("w") as f:
-        json.dump(config, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
 SHARD_DIR = re.compile(r".+\.\d+")
 
 

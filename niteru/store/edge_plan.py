@@ -38,7 +38,9 @@ def _condition(c: Condition) -> Any:
 
 
 def _nearest(q: Nearest) -> Any:
-    return _qe().Query.Nearest(q.vector, using=q.using)
+    qe = _qe()
+    vector = qe.SparseVector(*q.vector) if isinstance(q.vector, tuple) else q.vector
+    return qe.Query.Nearest(vector, using=q.using)
 
 
 def _prefetch(p: Prefetch, params: Callable[[str], Any]) -> Any:
@@ -58,7 +60,7 @@ def _fusion(q: WeightedSum | Rrf | Dbsf) -> Any:
             qe.Expression.Mult([qe.Expression.Constant(w), qe.Expression.Variable(f"$score[{i}]")])
             for i, w in enumerate(q.weights)
         ]
-        return qe.Formula(qe.Expression.Sum(terms))
+        return qe.Formula(qe.Expression.Sum(terms), {f"$score[{i}]": 0.0 for i in q.optional} or None)
     if isinstance(q, Rrf):
         return qe.Fusion.Rrf(k=q.k) if q.weights is None else qe.Fusion.Rrf(k=q.k, weights=list(q.weights))
     return qe.Fusion.Dbsf()
@@ -85,16 +87,31 @@ def search_params(
     return params
 
 
-def to_request(plan: QueryPlan, hnsw_ef: int, quantization: Mapping[str, VectorQuantization] | None = None) -> Any:
-    """The plan as an Edge request; the search parameters go where the vectors are searched."""
+def to_request(
+    plan: QueryPlan,
+    hnsw_ef: int,
+    quantization: Mapping[str, VectorQuantization] | None = None,
+    filters: dict[int, Any] | None = None,
+) -> Any:
+    """The plan as an Edge request; the search parameters go where the vectors are searched. ``filters``:
+    the filters translated so far in this batch, by the identity of their conditions (plans sharing one
+    ``Conditions`` object, as the rescoring stages of ``local_fusion`` do, share its translation)."""
     qe = _qe()
     params = search_params(plan, hnsw_ef, quantization or {})
-    common = {"limit": plan.limit, "filter": to_filter(plan.filter), "with_payload": plan.with_payload}
+    if filters is None:
+        translated = to_filter(plan.filter)
+    elif (translated := filters.get(id(plan.filter))) is None:
+        translated = filters[id(plan.filter)] = to_filter(plan.filter)
+    common = {"limit": plan.limit, "filter": translated, "with_payload": plan.with_payload}
     common["with_vector"] = plan.fetch_vectors
     if isinstance(plan.query, Nearest):
         q, mmr = plan.query, plan.mmr
         # Edge takes MMR's lambda (the weight of relevance), the server its complement, diversity.
-        query = _nearest(q) if mmr is None else qe.Mmr(q.vector, 1.0 - mmr.diversity, mmr.candidates, using=q.using)
+        query = (
+            _nearest(q)
+            if mmr is None
+            else qe.Mmr(q.vector, 1.0 - mmr.diversity, mmr.candidates, using=q.using)  # dense only: plan.py
+        )
         return qe.QueryRequest(query=query, params=params(q.using), **common)
     prefetches = [_prefetch(p, params) for p in plan.prefetches]
     return qe.QueryRequest(prefetches=prefetches, query=_fusion(plan.query), **common)

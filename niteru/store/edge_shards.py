@@ -27,36 +27,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from niteru.settings import QuantizationKind, Settings
-from niteru.store.edge_layout import (
-    OwnerLock,
-    fsync_tree,
-    next_dir,
-    read_state,
-    remove_orphans,
-    set_search_threads,
-    write_state,
-)
+from niteru.store.edge_config import graph_options, open_shard
+from niteru.store.edge_layout import OwnerLock, fsync_tree, next_dir, read_state, remove_orphans, write_state
 from niteru.store.edge_leases import ShardHandle, ShardLeases
 from niteru.store.quantization import VectorQuantization, edge_kinds, edge_vector_options
-from niteru.store.records import StoreError, StoreUnavailableError, UnknownCollectionError
+from niteru.store.records import LEXICAL, StoreError, StoreUnavailableError, UnknownCollectionError
 
 log = logging.getLogger(__name__)
 # Edge's default optimizer indexing threshold (KB of vectors in a segment): Qdrant's 10,000 KB.
 EDGE_DEFAULT_INDEXING_THRESHOLD_KB = 10_000
-# Below its full-scan threshold (default 10,000 KB of the vector in a segment) a search scans every point: 10,000
-# text vectors (256-d) but 20,000 joint ones (128-d), so at 18k products each joint search was a scan (0.47 ms
-# against 0.18 by the graph: bench/results/api_latency-threads.md). Narrower vectors get this many points.
-FULL_SCAN_MAX_POINTS, EDGE_DEFAULT_FULL_SCAN_KB = 10_000, 10_000
-
-
-def _hnsw(dim: int) -> dict[str, Any]:
-    """``EdgeVectorParams`` arguments: a vector under 256-d uses its graph from ``FULL_SCAN_MAX_POINTS`` on."""
-    kb = FULL_SCAN_MAX_POINTS * dim * 4 // 1024
-    if kb >= EDGE_DEFAULT_FULL_SCAN_KB:
-        return {}
-    import qdrant_edge as qe
-
-    return {"hnsw_config": qe.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=kb)}
 
 
 class IndexBuildError(StoreError):
@@ -83,6 +62,7 @@ class EdgeShards:
         self._phases: dict[str, str] = {}
         self._progress = threading.Condition(self.lock)
         self._dims: dict[str, dict[str, int]] = {}
+        self._lexical: dict[str, bool] = {}
         self._closed = False
 
     # --- shards ------------------------------------------------------------------------------------------
@@ -102,21 +82,27 @@ class EdgeShards:
                 folder = self.state.dirs.get(version)
                 if folder is None:
                     raise UnknownCollectionError(f"no collection {version!r} in {self.root}")
-                self._leases.replace(version, self._open(folder), None)
+                self._leases.replace(version, open_shard(self.root / folder, self.settings.edge_search_threads), None)
 
-    def create(self, version: str, dims: Mapping[str, int], quantization: Mapping[str, VectorQuantization]) -> Any:
-        """A new empty shard with cosine vectors of ``dims``, those named in ``quantization`` quantized."""
+    def create(
+        self,
+        version: str,
+        dims: Mapping[str, int],
+        quantization: Mapping[str, VectorQuantization],
+        lexical: bool = False,
+    ) -> Any:
+        """A new empty shard with cosine vectors of ``dims``, those named in ``quantization`` quantized, and
+        with ``lexical`` the sparse ``LEXICAL`` vector (IDF modifier)."""
         import qdrant_edge as qe
 
         kb = self.settings.edge_indexing_threshold_kb
-        vectors = {
-            n: qe.EdgeVectorParams(
-                size=int(d), distance=qe.Distance.Cosine, **edge_vector_options(quantization.get(n)), **_hnsw(int(d))
-            )
-            for n, d in dims.items()
-        }
+        options = {n: edge_vector_options(quantization.get(n)) | graph_options(int(d)) for n, d in dims.items()}
+        cosine = qe.Distance.Cosine
+        vectors = {n: qe.EdgeVectorParams(size=int(dims[n]), distance=cosine, **o) for n, o in options.items()}
+        sparse = {LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if lexical else None
         config = qe.EdgeConfig(
             vectors=vectors,
+            sparse_vectors=sparse,
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=kb) if kb else None,
             max_search_threads=self.settings.edge_search_threads,
         )
@@ -128,22 +114,24 @@ class EdgeShards:
             write_state(self.root, self.state)
             return shard
 
-    def _open(self, folder: str) -> Any:
-        """Load the shard in ``folder`` with the search threads of the settings (see ``set_search_threads``)."""
-        import qdrant_edge as qe
-
-        set_search_threads(self.root / folder, self.settings.edge_search_threads)
-        return qe.EdgeShard.load(str(self.root / folder))
-
     def dims(self, version: str) -> dict[str, int]:
         """Vector sizes of ``version`` (read once from the shard's own config file)."""
         if version not in self._dims:
-            folder = self.state.dirs.get(version)
-            if folder is None:
-                raise UnknownCollectionError(f"no collection {version!r} in {self.root}")
-            config = json.loads((self.root / folder / "edge_config.json").read_text())
+            config = self._config(version)
             self._dims[version] = {n: int(v["size"]) for n, v in config["vectors"].items()}
+            self._lexical[version] = LEXICAL in (config.get("sparse_vectors") or {})
         return self._dims[version]
+
+    def has_lexical(self, version: str) -> bool:
+        """Whether ``version`` has the lexical vector (read with its sizes)."""
+        self.dims(version)
+        return self._lexical[version]
+
+    def _config(self, version: str) -> dict[str, Any]:
+        folder = self.state.dirs.get(version)
+        if folder is None:
+            raise UnknownCollectionError(f"no collection {version!r} in {self.root}")
+        return json.loads((self.root / folder / "edge_config.json").read_text())  # type: ignore[no-any-return]
 
     def quantization(self, version: str) -> dict[str, QuantizationKind]:
         """Each named vector's quantization, as the shard's config file says (not the settings)."""
@@ -220,9 +208,20 @@ class EdgeShards:
         scan, and a build would only copy the shard for nothing (small shops, tests)."""
         threshold_kb = self.settings.edge_indexing_threshold_kb or EDGE_DEFAULT_INDEXING_THRESHOLD_KB
         info = self.get(version).info()
-        unindexed = int(info.points_count) * len(self.dims(version)) - int(info.indexed_vectors_count)
+        unindexed = int(info.points_count) * len(self.dims(version)) - self.dense_indexed(version, info)
         per_vector_kb = max(self.dims(version).values()) * 4 / 1024
         return unindexed * per_vector_kb >= threshold_kb
+
+    def dense_indexed(self, version: str, info: Any) -> int:
+        """The HNSW-indexed dense vectors of ``version`` (``info``: its shard's). Edge counts the lexical
+        vectors too, indexed as they are written (an inverted index needs no build): those are left out."""
+        indexed = int(info.indexed_vectors_count)
+        if not self.has_lexical(version):
+            return indexed
+        import qdrant_edge as qe
+
+        with_lexical = qe.CountRequest(exact=True, filter=qe.Filter(must=[qe.HasVectorCondition(LEXICAL)]))
+        return max(0, indexed - int(self.get(version).count(with_lexical)))
 
     def phase(self, version: str) -> str | None:
         """``copying`` or ``indexing`` while a build of ``version`` runs; None once it serves (or failed)."""
@@ -266,7 +265,7 @@ class EdgeShards:
                 raise IndexBuildError(done.stderr.strip()[-2000:] or f"exit status {done.returncode}")
             fsync_tree(self.root / copy_dir)  # outside the lock: the bulk of the copy reaches the disk here
             with self.lock:
-                fresh = self._open(copy_dir)
+                fresh = open_shard(self.root / copy_dir, self.settings.edge_search_threads)
                 for operation in self._journals.pop(version, []):
                     fresh.update(operation)
                 fresh.flush()

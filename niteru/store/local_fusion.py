@@ -72,7 +72,7 @@ def run_fused(plan: QueryPlan, run_plain: RunPlain, retrieve: Retrieve) -> list[
     lists = [[(_keyed(r.id, ids), float(r.score)) for r in answer] for answer in answers]
     q = plan.query
     if isinstance(q, WeightedSum):
-        fused = _weighted_sum(plan, lists, q.weights, run_plain, ids)
+        fused = _weighted_sum(plan, lists, q.weights, q.optional, run_plain, ids)
     elif isinstance(q, Rrf):
         fused = rrf_fuse(lists, q)
     else:
@@ -101,6 +101,7 @@ def _weighted_sum(
     plan: QueryPlan,
     lists: list[list[tuple[Any, float]]],
     weights: Sequence[float],
+    optional: Sequence[int],
     run_plain: RunPlain,
     ids: dict[Any, Any],
 ) -> dict[Any, float]:
@@ -115,33 +116,39 @@ def _weighted_sum(
             if source.query.using == query.using:
                 scores.update(lst)
         known.append(scores)
-    missing = [[i for i in union if i not in scores] for scores in known]
-    asks = [(n, m) for n, m in enumerate(missing) if m]
+    asks = [n for n, scores in enumerate(known) if any(i not in scores for i in union)]
     if asks:
+        # Every stage that lacks scores asks for the whole union under one id filter: the engine translates
+        # a filter once per batch (``edge._engine_batch``), and building Edge's id condition costs about 2.5 us
+        # an id (a string id as much again), more than scoring the union's known candidates again.
+        where = Conditions(must=(HasId(tuple(ids[i] for i in union)),))
         restricted = [
             QueryPlan(
                 rescorers[n],
-                len(missing_ids),
-                len(missing_ids),
-                Conditions(must=(HasId(tuple(str(ids[i]) for i in missing_ids)),)),
+                len(union),
+                len(union),
+                where,
                 # Below Qdrant's full-scan threshold (10,000 KB of vectors: 2,400 image vectors) a search
                 # filtered to so few ids scores each of them exactly, and cheaper than ``exact`` (which
                 # checks the filter on every point); above it only ``exact`` scores every one.
-                exact=len(missing_ids) > RESCORE_EXACT_ABOVE,
+                exact=len(union) > RESCORE_EXACT_ABOVE,
                 with_payload=False,
             )
-            for n, missing_ids in asks
+            for n in asks
         ]
-        for (n, _), answer in zip(asks, run_plain(restricted), strict=True):
-            known[n].update((_keyed(r.id, ids), float(r.score)) for r in answer)
-    # A candidate deleted between the calls has no score of some vector: it is left out. (Plain floats:
-    # numpy costs more than it saves on two or three terms.)
-    terms = list(zip(weights, known, strict=True))
+        for n, answer in zip(asks, run_plain(restricted), strict=True):
+            # The lists' own scores stay (a quantized vector's list was rescored alike; kept for identity).
+            known[n] = {_keyed(r.id, ids): float(r.score) for r in answer} | known[n]
+    # A candidate deleted between the calls has no score of some vector: it is left out; an optional term's
+    # missing score (the lexical one: no shared word) is 0, as the formula's default. (Plain floats: numpy
+    # costs more than it saves on two to four terms.)
+    defaults = [0.0 if n in optional else None for n in range(len(weights))]
+    terms = list(zip(weights, known, defaults, strict=True))
     fused: dict[Any, float] = {}
     for i in union:
         total = 0.0
-        for w, scores in terms:
-            score = scores.get(i)
+        for w, scores, default in terms:
+            score = scores.get(i, default)
             if score is None:
                 break
             total += w * score

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from uuid import UUID
 
 import numpy as np
 
-from niteru.fusion import RULES, Combination, Fusion
+from niteru.fusion import RULES, Combination, Fusion, WeightedSum
+from niteru.lexical import Sparse
 from niteru.products import point_id
 from niteru.store.mmr import diversify
-from niteru.store.records import VECTOR_NAMES, Hit, SearchFilter, StoreSchemaError, as_floats
+from niteru.store.records import LEXICAL, VECTOR_NAMES, Hit, SearchFilter, StoreSchemaError, as_floats
 
 # Each fused vector brings this many candidates per result asked for (at least PREFETCH_MIN).
 PREFETCH_FACTOR = 4
@@ -62,7 +64,9 @@ class Between:
 
 @dataclass(frozen=True)
 class HasId:
-    point_ids: tuple[str, ...]
+    """Point ids as strings, or as the engine returned them (``local_fusion``: Edge's ``uuid.UUID``)."""
+
+    point_ids: tuple[str | UUID, ...]
 
 
 Condition = Match | Between | HasId
@@ -103,10 +107,11 @@ def version_at_most(floor: int) -> Conditions:
 # --- the plan ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Nearest:
-    """Cosine similarity to ``vector`` in the collection's vector ``using``."""
+    """Cosine similarity to ``vector`` in the collection's vector ``using``; for ``LEXICAL``, the BM25 score
+    of the query's sparse vector (indices, values)."""
 
     using: str
-    vector: list[float]
+    vector: list[float] | Sparse
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,11 @@ class QueryPlan:
     def keep(self, hits: Sequence[Hit]) -> list[Hit]:
         kept = [h for h in hits if h.product.product_id not in self.drop_ids]
         if (mmr := self.service_mmr) is not None:
-            query = [(v.using, v.vector, w) for v, w in zip(mmr.vectors, mmr.weights, strict=True)]
+            query = [
+                (v.using, v.vector, w)
+                for v, w in zip(mmr.vectors, mmr.weights, strict=True)
+                if isinstance(v.vector, list)
+            ]
             return diversify(kept, query, mmr.diversity, self.k, self.with_vectors)
         return kept[: self.k]
 
@@ -179,12 +188,14 @@ def plan_search(
     exact: bool = False,
     slow_id_filter: bool = False,
     diversity: float = 0.0,
+    lexical: Sparse | None = None,
 ) -> QueryPlan:
     """The plan of ``ProductStore.search``. ``slow_id_filter``: the engine filters by id point by point
     (qdrant-client's local mode) while it scans unfiltered at full speed; when the filter only excludes
     ids (the query product), the plan asks for that many more results and drops them after the query.
     ``diversity`` > 0: maximal marginal relevance over ``prefetch_size(k)`` candidates, at most
-    ``MMR_MAX_CANDIDATES`` unless k is more (``Mmr``)."""
+    ``MMR_MAX_CANDIDATES`` unless k is more (``Mmr``). ``lexical``: the query title's BM25 vector, used
+    when ``weights`` gives ``LEXICAL`` a positive weight under a rescoring fusion (``lexical_term``)."""
     names = [n for n in VECTOR_NAMES if n in vectors]
     if not names or sum(max(0.0, float(weights.get(n, 0.0))) for n in names) <= 0:
         raise ValueError(f"no vector to search with (weights {dict(weights)}, vectors {sorted(vectors)})")
@@ -212,7 +223,8 @@ def plan_search(
     mmr = Mmr(diversity, max(k, min(MMR_MAX_CANDIDATES, prefetch_size(k)))) if diversity > 0 else None
     query: Nearest | Combination
     prefetches: tuple[Prefetch, ...] = ()
-    if len(names) == 1:
+    lexical_weight = lexical_term(weights, fusion, lexical)
+    if len(names) == 1 and not lexical_weight:
         query = Nearest(names[0], as_floats(vectors[names[0]]))
     else:
         # The lists of a search for k: MMR's candidates are the best of the products today's ranking
@@ -224,11 +236,24 @@ def plan_search(
             limit = mmr.candidates
         # The filter goes into every list as well as the top level: no list is filled with products the
         # filter would drop.
-        prefetches = tuple(Prefetch(Nearest(n, as_floats(vectors[n])), size, where) for n in names)
+        prefetches = sources = tuple(Prefetch(Nearest(n, as_floats(vectors[n])), size, where) for n in names)
         if rule.rescores:
-            prefetches = tuple(Prefetch(p.query, size * len(names), sources=prefetches) for p in prefetches)
+            prefetches = tuple(Prefetch(p.query, size * len(names), sources=sources) for p in sources)
         query = rule.combine([float(weights.get(n, 0.0)) for n in names], rrf_k)
+        if lexical_weight and lexical is not None and isinstance(query, WeightedSum):
+            # The lexical term rescores the dense lists' union and brings no list of its own: a bonus for
+            # the candidates whose titles share the query's words, on top of the dense weights' sum of 1.
+            prefetches += (Prefetch(Nearest(LEXICAL, lexical), size * len(names), sources=sources),)
+            query = WeightedSum((*query.weights, lexical_weight), optional=(len(names),))
     return QueryPlan(query, limit, k, where, prefetches, with_vectors, exact, drop, mmr)
+
+
+def lexical_term(weights: Mapping[str, float], fusion: Fusion, lexical: Sparse | None) -> float:
+    """The weight of the lexical term in a search: the route's ``LEXICAL`` weight under a rescoring fusion
+    (wsum), with a query title of which some word survives the tokenizer; else 0 (rank fusions have no
+    scores to add it to)."""
+    w = float(weights.get(LEXICAL, 0.0))
+    return w if w > 0 and lexical is not None and lexical[0] and RULES[fusion].rescores else 0.0
 
 
 def plan_candidates(

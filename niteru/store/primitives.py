@@ -35,9 +35,13 @@ class EnginePrimitives(ABC):
     def _collections(self) -> list[str]: ...
 
     @abstractmethod
-    def _create_collection(self, name: str, dims: Mapping[str, int], quantized: bool = True) -> None:
+    def _create_collection(
+        self, name: str, dims: Mapping[str, int], quantized: bool = True, lexical: bool = False
+    ) -> None:
         """A new empty collection with cosine vectors of ``dims`` and the ``PAYLOAD_INDEXES``; with
-        ``quantized``, the vectors the settings quantize are (not the tombstones' one-value vectors)."""
+        ``quantized``, the vectors the settings quantize are (not the tombstones' one-value vectors); with
+        ``lexical``, the sparse ``LEXICAL`` vector with the IDF modifier (the engine weighs each term by its
+        rarity in the collection)."""
 
     @abstractmethod
     def _point_alias(self, version: str) -> None:
@@ -48,6 +52,10 @@ class EnginePrimitives(ABC):
 
     @abstractmethod
     def _dims(self, version: str) -> dict[str, int]: ...
+
+    @abstractmethod
+    def _has_lexical(self, version: str) -> bool:
+        """Whether the collection was created with the lexical vector."""
 
     @abstractmethod
     def _retrieve(self, version: str, ids: list[str], payload: bool | list[str], vectors: bool) -> Sequence[Any]:

@@ -25,7 +25,7 @@ from niteru.store.base import ProductStore
 from niteru.store.plan import Conditions, QueryPlan
 from niteru.store.qdrant_plan import to_filter, to_request
 from niteru.store.quantization import VectorQuantization, configured, kind_of
-from niteru.store.records import PAYLOAD_INDEXES, VECTOR_NAMES, Row, StoreUnavailableError
+from niteru.store.records import LEXICAL, PAYLOAD_INDEXES, VECTOR_NAMES, Row, StoreUnavailableError
 
 SCHEMA_TYPES = {
     "keyword": models.PayloadSchemaType.KEYWORD,
@@ -47,6 +47,7 @@ class QdrantProductStore(ProductStore):
         self.slow_id_filter = self.embedded
         self._collection: str | None = None  # the alias's collection, as last read
         self._sizes: dict[str, dict[str, int]] = {}  # vector sizes by collection (shared with pinned views)
+        self._lexical: dict[str, bool] = {}  # whether each collection has the lexical vector (likewise)
         self.client = self._connect()
         self.quantization = configured(settings)
         # Local mode searches exactly (it has no quantized codes to rescore, and warns about search params).
@@ -93,11 +94,14 @@ class QdrantProductStore(ProductStore):
         with self._call():
             return [c.name for c in self.client.get_collections().collections]
 
-    def _create_collection(self, name: str, dims: Mapping[str, int], quantized: bool = True) -> None:
+    def _create_collection(
+        self, name: str, dims: Mapping[str, int], quantized: bool = True, lexical: bool = False
+    ) -> None:
         quantization = self.quantization if quantized else {}
         vectors = {n: vector_params(dims[n], quantization.get(n)) for n in VECTOR_NAMES if n in dims}
+        sparse = {LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)} if lexical else None
         with self._call(), warnings.catch_warnings():
-            self.client.create_collection(name, vectors_config=vectors)
+            self.client.create_collection(name, vectors_config=vectors, sparse_vectors_config=sparse)
             # The embedded store ignores payload indexes (and warns); they are declared anyway so the
             # collection's schema is the same on a server.
             warnings.simplefilter("ignore", UserWarning)
@@ -122,9 +126,15 @@ class QdrantProductStore(ProductStore):
     def _dims(self, version: str) -> dict[str, int]:
         if version not in self._sizes:
             with self._call():
-                params = self.client.get_collection(version).config.params.vectors
-            self._sizes[version] = {n: v.size for n, v in params.items()} if isinstance(params, dict) else {}
+                params = self.client.get_collection(version).config.params
+            vectors = params.vectors
+            self._sizes[version] = {n: v.size for n, v in vectors.items()} if isinstance(vectors, dict) else {}
+            self._lexical[version] = LEXICAL in (params.sparse_vectors or {})
         return self._sizes[version]
+
+    def _has_lexical(self, version: str) -> bool:
+        self._dims(version)  # read with the sizes, once
+        return self._lexical[version]
 
     def quantization_of(self, version: str) -> dict[str, QuantizationKind]:
         """Each named vector's quantization, as the collection's config says (not the settings)."""
@@ -156,7 +166,9 @@ class QdrantProductStore(ProductStore):
             return int(self.client.count(version, exact=True).count)
 
     def _write(self, version: str, rows: Sequence[Row], condition: Conditions) -> None:
-        structs = [models.PointStruct(id=i, vector=v, payload=p) for i, v, p in rows]
+        structs = [
+            models.PointStruct(id=i, vector={n: _vector(n, x) for n, x in v.items()}, payload=p) for i, v, p in rows
+        ]
         with self._call():
             self.client.upsert(version, structs, wait=True, update_filter=to_filter(condition))
 
@@ -188,6 +200,14 @@ class QdrantProductStore(ProductStore):
             return
         with self.lock:
             self.client.close()
+
+
+def _vector(name: str, value: Any) -> Any:
+    """A row's vector as qdrant-client takes it: the lexical one as a ``SparseVector``."""
+    if name == LEXICAL:
+        indices, values = value
+        return models.SparseVector(indices=indices, values=values)
+    return value
 
 
 def vector_params(size: int, q: VectorQuantization | None) -> models.VectorParams:

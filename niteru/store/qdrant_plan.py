@@ -23,13 +23,20 @@ def _condition(c: Condition) -> models.Condition:
         return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
     if isinstance(c, Between):
         return models.FieldCondition(key=c.key, range=models.Range(gte=c.gte, lte=c.lte))
-    return models.HasIdCondition(has_id=list(c.point_ids))
+    return models.HasIdCondition(has_id=[str(i) for i in c.point_ids])
+
+
+def _vector(q: Nearest) -> list[float] | models.SparseVector:
+    if isinstance(q.vector, tuple):
+        indices, values = q.vector
+        return models.SparseVector(indices=indices, values=values)
+    return q.vector
 
 
 def _prefetch(p: Prefetch, params: Callable[[str], models.SearchParams | None]) -> models.Prefetch:
     return models.Prefetch(
         prefetch=[_prefetch(s, params) for s in p.sources] or None,
-        query=p.query.vector,
+        query=_vector(p.query),
         using=p.query.using,
         filter=to_filter(p.filter),
         params=params(p.query.using),
@@ -37,18 +44,19 @@ def _prefetch(p: Prefetch, params: Callable[[str], models.SearchParams | None]) 
     )
 
 
-def _query(plan: QueryPlan) -> models.Query | list[float]:
+def _query(plan: QueryPlan) -> models.Query | list[float] | models.SparseVector:
     q = plan.query
     if isinstance(q, Nearest):
         if plan.mmr is not None:
             mmr = models.Mmr(diversity=plan.mmr.diversity, candidates_limit=plan.mmr.candidates)
-            return models.NearestQuery(nearest=q.vector, mmr=mmr)
-        return q.vector
+            return models.NearestQuery(nearest=_vector(q), mmr=mmr)
+        return _vector(q)
     if isinstance(q, WeightedSum):
         terms: list[models.Expression] = [
             models.MultExpression(mult=[w, f"$score[{i}]"]) for i, w in enumerate(q.weights)
         ]
-        return models.FormulaQuery(formula=models.SumExpression(sum=terms))
+        defaults = {f"$score[{i}]": 0.0 for i in q.optional} or None
+        return models.FormulaQuery(formula=models.SumExpression(sum=terms), defaults=defaults)
     if isinstance(q, Rrf):
         return models.RrfQuery(rrf=models.Rrf(k=q.k, weights=None if q.weights is None else list(q.weights)))
     assert isinstance(q, Dbsf)

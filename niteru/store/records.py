@@ -6,19 +6,24 @@ points) have the same shape (``payload``, ``vector``, ``score``), so one convers
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from niteru import lexical
 from niteru.products import Product, point_id
 
 # ``joint`` exists only once a rebuild trained the joint model: a collection holds the names it was created
 # with (its dims), and a product of such a collection has each of them.
 VECTOR_NAMES = ("image", "text", "joint")
-# A point as the engines write it: id, named vectors as float lists, payload.
-Row = tuple[str, dict[str, list[float]], dict[str, Any]]
+# The sparse BM25 vector of the title (``niteru.lexical``) in collections created with ``lexical``: the store
+# computes it from the payload at each write, so it never crosses the interface (a ``ProductPoint`` has none).
+LEXICAL = lexical.VECTOR
+# A point as the engines write it: id, named vectors (dense float lists; the lexical one as indices and
+# values), payload.
+Row = tuple[str, Mapping[str, list[float] | lexical.Sparse], dict[str, Any]]
 # Payload indexes of every collection: the filters' keys, and product_id/image_version for the
 # conditional writes.
 PAYLOAD_INDEXES = {
@@ -94,10 +99,10 @@ class UpsertOutcome:
 
 
 def named_vectors(vector: Any) -> dict[str, np.ndarray]:
-    """A record's named vectors as float32 arrays ({} when it was read without vectors)."""
+    """A record's dense named vectors as float32 arrays ({} when it was read without vectors)."""
     if not isinstance(vector, dict):
         return {}
-    return {n: np.asarray(v, np.float32) for n, v in vector.items()}
+    return {n: np.asarray(v, np.float32) for n, v in vector.items() if n in VECTOR_NAMES}
 
 
 def to_points(records: Sequence[Any]) -> list[ProductPoint]:
@@ -115,6 +120,10 @@ def as_floats(vector: np.ndarray) -> list[float]:
     return np.asarray(vector, np.float32).tolist()  # type: ignore[no-any-return]
 
 
-def to_row(p: ProductPoint) -> Row:
-    vectors = {n: as_floats(v) for n, v in p.vectors.items()}
+def to_row(p: ProductPoint, with_lexical: bool = False) -> Row:
+    """The point as written; ``with_lexical``: with its title's BM25 vector (none for a title of which no
+    token survives the tokenizer: such a product scores 0 for every query, as one without a shared word)."""
+    vectors: dict[str, list[float] | lexical.Sparse] = {n: as_floats(v) for n, v in p.vectors.items()}
+    if with_lexical and (doc := lexical.document(p.product.title))[0]:
+        vectors[LEXICAL] = doc
     return point_id(p.product.product_id), vectors, p.product.model_dump(mode="json")

@@ -1,0 +1,42 @@
+"""What the routing fit reads (niteru/route_fit.py ``fit_inputs``): the variants it asks for are spread over
+every category of the validation queries."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from niteru.products import Product
+from niteru.route_fit import fit_inputs
+from niteru.route_grid import validation_queries
+from niteru.settings import Settings
+from niteru.store import ProductPoint, open_store
+from tests.test_route_fit import DIMS, catalog
+
+
+@pytest.mark.parametrize("share", [60, 100])
+def test_the_fit_asks_for_variants_of_every_category(tmp_path: Path, share: int) -> None:
+    """``share`` of about 130 validation queries: under the pool's size, where a stride of len // n took the
+    first n in category order and left the last category without variants."""
+    settings = Settings(data_dir=tmp_path, route_fit_validation_share=0.5, route_fit_variants=share)
+    asked: list[Product] = []
+
+    def embed(products: Sequence[Product]) -> dict[str, ProductPoint]:
+        asked.extend(products)
+        rng = np.random.default_rng(0)
+        return {p.product_id: ProductPoint(p, {n: rng.normal(size=d) for n, d in DIMS.items()}) for p in products}
+
+    with open_store(settings) as store:
+        store.ensure_collection(DIMS)
+        store.upsert(catalog())
+        data, variants = fit_inputs(store, settings, embed)
+    assert len(asked) == len({p.product_id for p in asked}) == share
+    pool = Counter(data.categories[i] for i in validation_queries(data, settings))
+    asked_per_category = Counter(p.category for p in asked)
+    for category, count in pool.items():  # each category its share of the variants
+        assert abs(asked_per_category[category] - share * count / pool.total()) <= 2, (category, asked_per_category)
+    assert variants is not None and set(variants.titles or []) == {p.title for p in asked}
