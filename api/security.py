@@ -63,12 +63,14 @@ def _check(settings: Settings, key: str | None, bearer: HTTPAuthorizationCredent
         raise ApiError(401, detail, headers={"WWW-Authenticate": 'Bearer realm="niteru"'})
 
 
-def require_write(request: Request, key: KeyHeader, bearer: Bearer) -> None:
+# The two dependencies are coroutines only so that FastAPI runs them on the event loop: a plain function
+# would be sent to a worker thread and back on every request, for a comparison of two strings.
+async def require_write(request: Request, key: KeyHeader, bearer: Bearer) -> None:
     """Dependency of the endpoints that change the store."""
     _check(request.app.state.settings, key, bearer, "writes")
 
 
-def require_read(request: Request, key: KeyHeader, bearer: Bearer) -> None:
+async def require_read(request: Request, key: KeyHeader, bearer: Bearer) -> None:
     """Dependency of the reads: open unless ``api_reads_require_key``."""
     settings: Settings = request.app.state.settings
     if settings.api_reads_require_key:

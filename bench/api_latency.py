@@ -9,7 +9,9 @@
    (routing, validation, JSON); what is left of the client's latency is HTTP on loopback and the client.
 4. With ``--old-code DIR --old-data-dir DIR2``: a second server runs the code of another checkout (main's,
    say) on its own copy of the store, and every case runs on both, alternating run by run so that the
-   machine's load falls on both alike: old and new side by side.
+   machine's load falls on both alike: old and new side by side. ``--old-env NITERU_X=value`` (repeatable)
+   sets the old server's environment: the same code with another setting (``--old-code`` defaults to this
+   checkout then), on a copy of the store.
 
 Percentiles are medians over ``--runs`` runs; the 1-minute load average is recorded with each case
 (the machine may be shared: compare rows measured side by side). Writes bench/results/api_latency.{json,md}
@@ -145,9 +147,11 @@ def cases(ids: list[tuple[str, str]], photos: list[bytes], titles: list[str], k:
     return out
 
 
-def serve(data_dir: Path, port: int, code: Path = REPO) -> subprocess.Popen[bytes]:
-    """``niteru serve`` of the checkout ``code`` (its packages first on the path) over ``data_dir``."""
+def serve(data_dir: Path, port: int, code: Path = REPO, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``niteru serve`` of the checkout ``code`` (its packages first on the path) over ``data_dir``, with the
+    ``extra`` environment variables (settings)."""
     env = os.environ | {"NITERU_DATA_DIR": str(data_dir), "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(code)}
+    env |= extra or {}
     log = (data_dir / "serve.log").open("wb")
     cmd = [sys.executable, "-c", "from cli.main import app; app()", "serve", "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=code, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -177,6 +181,13 @@ def main() -> None:
     ap.add_argument("--skip-ingest", action="store_true", help="measure the store already in --data-dir")
     ap.add_argument("--old-code", type=Path, help="a checkout whose server runs side by side (old vs new)")
     ap.add_argument("--old-data-dir", type=Path, help="that server's copy of the store (one process per store)")
+    ap.add_argument(
+        "--old-env",
+        action="append",
+        default=[],
+        metavar="NITERU_X=VALUE",
+        help="an environment variable of the old server only (repeatable; without --old-code: this checkout)",
+    )
     ap.add_argument("--cases", default="", help="only the cases whose name contains one of these (comma-separated)")
     ap.add_argument("-k", type=int, default=10)
     args = ap.parse_args()
@@ -207,6 +218,9 @@ def main() -> None:
     photos = [(args.catalog / r.image).read_bytes() for r in picks]
     titles = [r.title for r in picks]
 
+    old_env = dict(e.split("=", 1) for e in args.old_env)
+    if old_env and not args.old_code:
+        args.old_code = REPO
     servers = {"new": (REPO, args.data_dir)}
     if args.old_code:
         servers = {"old": (args.old_code, args.old_data_dir or args.data_dir), **servers}
@@ -220,7 +234,7 @@ def main() -> None:
     try:
         for label, (code, data_dir) in servers.items():
             port = free_port()
-            procs[label] = serve(data_dir, port, code)
+            procs[label] = serve(data_dir, port, code, old_env if label == "old" else None)
             bases[label] = f"http://127.0.0.1:{port}"
             rss[label] = {"ready": rss_mb(procs[label].pid)}
             warm = httpx.Client(base_url=bases[label], timeout=60)
@@ -299,6 +313,7 @@ def write(
         "store_open_rss_mb": store_rss,
         "server_rss_mb": rss,
         "old_code": str(args.old_code) if args.old_code else None,
+        "old_env": args.old_env,
     }
     (RESULTS / f"{args.out}.json").write_text(json.dumps({"meta": meta, "cases": results}, indent=2))
     side = args.old_code is not None
@@ -309,7 +324,8 @@ def write(
         f"{min(loads):.1f}-{max(loads):.1f} while measured: absolute figures are noisy"
         + (", the old/new rows of a case were measured alternately, run by run, and compare" if side else "")
         + f"). Client latency in ms (median of {args.runs} runs of {args.queries} requests per case, k={args.k}); "
-        "model/store/server_other from the Server-Timing header; http_client is client latency minus server time.",
+        "model/store/server_other from the Server-Timing header; http_client is client latency minus server time."
+        + (f" The old server ran with {' '.join(args.old_env)}." if args.old_env else ""),
         "",
         "| case | clients |"
         + (" code |" if side else "")

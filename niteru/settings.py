@@ -162,8 +162,16 @@ class Settings(BaseSettings):
     )
     edge_fuse_locally: bool = Field(
         True,
-        description="Edge: run a fused (hybrid) search as plain nearest queries fused in the service, which release "
-        "the GIL and run in parallel; false: as Edge's own fused query (same results; it holds the GIL).",
+        description="Edge: run a fused (hybrid) search as plain nearest queries fused in the service, which cost less "
+        "than Edge's own fused query (bench/results/fused_query.md); false: as Edge's own fused query (same results).",
+    )
+    edge_search_threads: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Edge: threads of each shard's search pool, which runs one search's segments in parallel (unset: "
+        "Edge's default, from the CPUs). Applied when a shard is created or opened, so a change takes effect at "
+        "the next start; bench/results/api_latency-threads.md measures it under concurrent clients.",
     )
     edge_index_after: int = Field(
         5000,

@@ -6,6 +6,7 @@ Nothing here writes: every test sees the products the fixture stored.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -175,6 +176,29 @@ def test_search_routes_take_a_diversity(fast_api: FastApi) -> None:
     assert r.json()["detail"][0]["loc"] == ["query", "diversity"]
     varied = client.post("/v1/search/image", files=upload, params={"k": 5, "diversity": 0.4}).json()["items"]
     assert varied[0]["product_id"] == row.product_id and len(varied) == 5
+
+
+def test_similar_runs_on_the_event_loop_for_a_store_that_holds_the_gil(
+    fast_api: FastApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Edge's calls hold the GIL: a worker thread would add hand-offs and no parallelism. A store whose
+    calls wait on the network (qdrant-client) keeps its worker thread, or one request would stall the rest."""
+    services = fast_api.client.app.state.services  # type: ignore[attr-defined]
+    real, where = services.similar, []
+
+    def similar_where(*args: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            where.append("event loop")
+        except RuntimeError:
+            where.append("worker thread")
+        return real(*args)
+
+    monkeypatch.setattr(services, "similar", similar_where)
+    body = similar(fast_api, first(fast_api, "food"), k=3)
+    assert len(body["items"]) == 3
+    assert services.store.holds_gil is (fast_api.engine == "edge")
+    assert where == ["event loop" if fast_api.engine == "edge" else "worker thread"]
 
 
 def test_similar_of_an_unknown_product_is_404(fast_api: FastApi) -> None:

@@ -185,3 +185,14 @@ def test_many_writes_start_a_background_build(tmp_path: Path) -> None:
         assert any(t.name.startswith("index-") for t in threading.enumerate())
     with edge(tmp_path) as again:  # close waited for the build
         assert again.info()["indexed_vectors"] > 0 and again.count() == 600
+
+
+def test_a_narrow_vector_is_searched_by_its_graph_from_as_many_points_as_the_text_vector(tmp_path: Path) -> None:
+    """Qdrant's full-scan threshold is in KB: left at its default, the 128-d joint vector would be scanned
+    until 20,000 products in a segment, twice the text vector's 10,000 (api_latency-threads.md)."""
+    with edge(tmp_path) as store:
+        store.ensure_collection({"image": 1024, "text": 256, "joint": 128})
+        folder = store.shards.state.dirs[store.collection]
+        vectors = json.loads((store.settings.store_path / folder / "edge_config.json").read_text())["vectors"]
+    assert vectors["joint"]["hnsw_config"]["full_scan_threshold"] == 10_000 * 128 * 4 // 1024
+    assert "hnsw_config" not in vectors["text"] and "hnsw_config" not in vectors["image"]

@@ -178,5 +178,11 @@ async def similar(
         explain=explain,
         estimate_category=estimate_category,
     )
-    result = await run_in_threadpool(services_of(request).similar, product_id, options)
+    services = services_of(request)
+    if services.store is not None and services.store.holds_gil:
+        # On a worker thread nothing would run beside it, and under concurrent clients the hand-offs cost
+        # CPU and the store time grew with the clients (bench/results/api_latency-threads.md).
+        result = services.similar(product_id, options)
+    else:
+        result = await run_in_threadpool(services.similar, product_id, options)
     return SimilarOut.of(result)

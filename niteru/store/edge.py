@@ -3,8 +3,9 @@
 One Edge shard per versioned collection under ``store_path``; the alias and its atomic switch are the
 state file of ``edge_layout``. Point ids, payloads, filters and the hybrid queries are those of the
 shared plan (``plan.py``), so the two engines answer alike; a fused plan runs as plain nearest queries
-fused here (``local_fusion``): Edge's own fused query costs several times more and holds the GIL, while
-plain queries release it and run in parallel (``bench/results/edge_fused_threads.md``). Writes, switches
+fused here (``local_fusion``): Edge's own fused query costs several times more
+(``bench/results/edge_fused_threads.md``). Every Edge call holds the GIL, plain queries too (``holds_gil``
+below), so this process's searches do not overlap; the API runs them on its event loop. Writes, switches
 and index swaps take one lock (the conditional upsert is read, write, read back); reads take none: each
 call runs on the shard object of its moment under a lease (``edge_leases``), so a read sees a shard before
 or after a swap, never during.
@@ -43,6 +44,10 @@ def _vector(name: str, value: Any) -> Any:
 
 class EdgeProductStore(ProductStore):
     rebuild_hint = "delete {path} or migrate, then `niteru ingest`"
+    # qdrant-edge-py 0.9 holds the GIL through every call, plain nearest queries included (py-spy --gil on
+    # the live store and on a fresh one: held 83-88% of the time, as a pure-Python loop):
+    # bench/results/api_latency-threads.md.
+    holds_gil = True
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

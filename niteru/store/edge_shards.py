@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from niteru.settings import QuantizationKind, Settings
+from niteru.store.edge_config import graph_options, open_shard
 from niteru.store.edge_layout import OwnerLock, fsync_tree, next_dir, read_state, remove_orphans, write_state
 from niteru.store.edge_leases import ShardHandle, ShardLeases
 from niteru.store.quantization import VectorQuantization, edge_kinds, edge_vector_options
@@ -81,9 +82,7 @@ class EdgeShards:
                 folder = self.state.dirs.get(version)
                 if folder is None:
                     raise UnknownCollectionError(f"no collection {version!r} in {self.root}")
-                import qdrant_edge as qe
-
-                self._leases.replace(version, qe.EdgeShard.load(str(self.root / folder)), None)
+                self._leases.replace(version, open_shard(self.root / folder, self.settings.edge_search_threads), None)
 
     def create(
         self,
@@ -97,15 +96,15 @@ class EdgeShards:
         import qdrant_edge as qe
 
         kb = self.settings.edge_indexing_threshold_kb
-        vectors = {
-            n: qe.EdgeVectorParams(size=int(d), distance=qe.Distance.Cosine, **edge_vector_options(quantization.get(n)))
-            for n, d in dims.items()
-        }
+        options = {n: edge_vector_options(quantization.get(n)) | graph_options(int(d)) for n, d in dims.items()}
+        cosine = qe.Distance.Cosine
+        vectors = {n: qe.EdgeVectorParams(size=int(dims[n]), distance=cosine, **o) for n, o in options.items()}
         sparse = {LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if lexical else None
         config = qe.EdgeConfig(
             vectors=vectors,
             sparse_vectors=sparse,
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=kb) if kb else None,
+            max_search_threads=self.settings.edge_search_threads,
         )
         with self.lock:
             folder = next_dir(self.root, version, None)
@@ -265,10 +264,8 @@ class EdgeShards:
             if done.returncode != 0:
                 raise IndexBuildError(done.stderr.strip()[-2000:] or f"exit status {done.returncode}")
             fsync_tree(self.root / copy_dir)  # outside the lock: the bulk of the copy reaches the disk here
-            import qdrant_edge as qe
-
             with self.lock:
-                fresh = qe.EdgeShard.load(str(self.root / copy_dir))
+                fresh = open_shard(self.root / copy_dir, self.settings.edge_search_threads)
                 for operation in self._journals.pop(version, []):
                     fresh.update(operation)
                 fresh.flush()

@@ -23,6 +23,9 @@ class EnginePrimitives(ABC):
     rebuild_hint = "delete the collection, then `niteru ingest`"
     # The engine filters by id point by point while it scans unfiltered at full speed (see ``plan_search``).
     slow_id_filter = False
+    # True: every call of the engine holds the GIL for its whole run (Edge), so a worker thread gives its calls
+    # no parallelism, only thread hand-offs, and the API makes a search's calls on the event loop's thread.
+    holds_gil = False
 
     @abstractmethod
     def _alias_target(self, refresh: bool) -> str | None:
