@@ -199,6 +199,11 @@ def test_similar_runs_on_the_event_loop_for_a_store_that_holds_the_gil(
     assert len(body["items"]) == 3
     assert services.store.holds_gil is (fast_api.engine == "edge")
     assert where == ["event loop" if fast_api.engine == "edge" else "worker thread"]
+    # A long request (diversity, a large page) keeps its worker thread, so that it holds up no other.
+    where.clear()
+    similar(fast_api, first(fast_api, "food"), k=3, diversity=0.3)
+    similar(fast_api, first(fast_api, "food"), k=51)
+    assert where == ["worker thread", "worker thread"]
 
 
 def test_similar_of_an_unknown_product_is_404(fast_api: FastApi) -> None:

@@ -179,10 +179,25 @@ async def similar(
         estimate_category=estimate_category,
     )
     services = services_of(request)
-    if services.store is not None and services.store.holds_gil:
+    if services.store is not None and services.store.holds_gil and _cheap(options):
         # On a worker thread nothing would run beside it, and under concurrent clients the hand-offs cost
         # CPU and the store time grew with the clients (bench/results/api_latency-threads.md).
         result = services.similar(product_id, options)
     else:
         result = await run_in_threadpool(services.similar, product_id, options)
     return SimilarOut.of(result)
+
+
+# The most results a similar request may ask for and still run on the event loop (a few milliseconds;
+# the default page is 10, NITERU_API_MAX_K 100).
+EVENT_LOOP_MAX_K = 50
+
+
+def _cheap(options: SimilarOptions) -> bool:
+    """Whether a similar request costs a few milliseconds. A long one (a large page, diversity, a shop cap
+    that fetches more, explain's second search) goes to a worker thread even on Edge: there the interpreter
+    switches threads every few milliseconds, so other requests (health checks, uploads) are not held up
+    for its whole run, as on the event loop they would be."""
+    return (
+        options.k <= EVENT_LOOP_MAX_K and not options.diversity and options.max_per_shop is None and not options.explain
+    )
