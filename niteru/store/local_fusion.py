@@ -1,9 +1,10 @@
 """A fused ``QueryPlan`` run as plain nearest queries, fused here: what Qdrant's Query API computes.
 
-Why: in Qdrant Edge a plain nearest query releases the GIL, so threads sharing a store search in
-parallel, but a query with prefetches and a fusion (formula, RRF, DBSF) does not scale across threads
-(``bench/results/edge_fused_threads.md``; it also costs several times the searches it is made of).
-Run as plain queries, concurrent fused searches can use both cores.
+Why: Edge's own query with prefetches and a fusion (formula, RRF, DBSF) costs several times the plain
+searches it is made of (``bench/results/edge_fused_threads.md``, ``fused_query.md``: the plain queries fused
+here are 1.2-1.35x faster at 1-4 threads, and through the API). It was first thought that plain queries
+release the GIL and the fused one does not; py-spy later showed every Edge call holding it
+(``bench/results/api_latency-threads.md``), so the gain is the cheaper execution, not parallelism.
 
 The plan stays the one of ``plan.py``; this module only executes it, in three engine calls:
 1. the per-vector candidate lists (the plan's innermost prefetches), one batch of plain queries, without
