@@ -58,28 +58,11 @@ class NothingToFitError(ValueError):
     """No product can be a validation query (none has a shop-given category and a subcategory)."""
 
 
-def best(
-    scores: dict[Choice, np.ndarray],
-    mask: np.ndarray,
-    anchor: Choice,
-    margin: Callable[[Choice], float | None] | None = None,
-    slack: float = 0.0,
-) -> Choice:
-    """The best choice on the queries of ``mask``; among equals, the nearest to ``anchor``. With ``margin``
-    (a route's least distance above its look-alike floors on ``mask``), the choices within ``slack`` of the
-    best objective are equals, and the one standing farthest above its floors wins: the best objective alone
-    picks a route at the edge of a floor, which on other queries falls below it (catalog-dev: a rebuild's
-    fit took the smallest lexical bonus that just kept brand, and the gate refused it for brand, -4.9)."""
+def best(scores: dict[Choice, np.ndarray], mask: np.ndarray, anchor: Choice) -> Choice:
+    """The best choice on the queries of ``mask``; among equals, the nearest to ``anchor``."""
     means = {c: float(s[mask].mean()) for c, s in scores.items()}
-    near = list(means)
-    if margin is not None and slack > 0:
-        top = max(means.values())
-        near = [c for c in near if means[c] >= top - slack - TIE]
-        margins = {c: m if (m := margin(c)) is not None else -np.inf for c in near}
-        widest = max(margins.values())
-        near = [c for c in near if margins[c] >= widest - TIE]
-    top = max(means[c] for c in near)
-    return min((c for c in near if means[c] >= top - TIE), key=lambda c: c.distance(anchor))
+    top = max(means.values())
+    return min((c for c, m in means.items() if m >= top - TIE), key=lambda c: c.distance(anchor))
 
 
 def held_out_choice(
@@ -88,14 +71,11 @@ def held_out_choice(
     second: np.ndarray,
     top: Choice,
     among: Sequence[Choice] | None = None,
-    margin: Callable[[Choice], float | None] | None = None,
-    slack: float = 0.0,
 ) -> tuple[Choice, str, dict[str, float]]:
     """A category's choice: its best on the ``first`` queries (of ``among``: the routes eligible there; all
-    by default; ``margin``, ``slack``: see ``best``), kept only if it scores at least ``top`` (the global row,
-    or what replaces it) on the held-out ``second`` ones; else ``top``. Returns the choice, its basis and the
-    check."""
-    choice = best({c: scores[c] for c in among} if among is not None else scores, first, top, margin, slack)
+    by default), kept only if it scores at least ``top`` (the global row, or what replaces it) on the
+    held-out ``second`` ones; else ``top``. Returns the choice, its basis and the check."""
+    choice = best({c: scores[c] for c in among} if among is not None else scores, first, top)
     check = {"row": float(scores[choice][second].mean()), "global": float(scores[top][second].mean())}
     if check["row"] >= check["global"] - TIE:
         return choice, "fitted", check
@@ -183,13 +163,8 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
     everyone = np.ones(len(queries), bool)
     anchor = Choice(settings.fusion, tuple(1 / len(names) for _ in names))
     grid_eligible = {c: scores[c] for c in choices if eligible(c, everyone)[0]}
-    slack = settings.route_fit_precision_slack
-
-    def margin_on(mask: np.ndarray) -> Callable[[Choice], float | None] | None:
-        return (lambda c: eligible.margin(c, mask)) if eligible.enabled else None
-
     if grid_eligible:
-        top, top_basis = best(grid_eligible, everyone, anchor, margin_on(everyone), slack), "global"
+        top, top_basis = best(grid_eligible, everyone, anchor), "global"
     else:
         label, top = eligible.fallback(
             {k: c for k, c in refs.items() if not k.startswith("hand:") or k == "hand:*"}, everyone
@@ -234,7 +209,7 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
         both = [c for c in choices if eligible(c, first)[0] and eligible(c, second)[0]]
         choice, basis, check_ = alternative, "global: no route eligible on both halves", dict[str, float]()
         if both:
-            choice, basis, check_ = held_out_choice(scores, first, second, alternative, both, margin_on(first), slack)
+            choice, basis, check_ = held_out_choice(scores, first, second, alternative, among=both)
         basis = basis.replace("global", name, 1)
         rows[category] = row(choice, mask, basis, check_)
     elapsed = time.perf_counter() - started

@@ -103,17 +103,6 @@ class Eligibility:
             s.route_fit_lookalike_confidence,
         )
 
-    def margin(self, choice: Choice, mask: np.ndarray) -> float | None:
-        """How far the route stands above its nearest look-alike floor on ``mask`` (negative: below one,
-        within the noise; None: no floor applies)."""
-        _, figures = self(choice, mask)
-        gaps = [
-            float(value) - float(floor)
-            for a in ATTRIBUTES
-            if isinstance(value := figures.get(a), float) and isinstance(floor := figures.get(f"{a}_floor"), float)
-        ]
-        return min(gaps, default=None)
-
     def fallback(self, candidates: dict[str, Choice], mask: np.ndarray) -> tuple[str, Choice]:
         """The best of reference modes: an eligible one first, then by the objective on ``mask``."""
         return max(

@@ -318,15 +318,6 @@ class Settings(BaseSettings):
         "the share of its results in the query's subcategory that name the query's colour (brand), pooled over "
         "the queries judged (niteru/route_looks.py). Half the gate's rebuild_gate_tolerance, as the variant one.",
     )
-    route_fit_precision_slack: float = Field(
-        0.005,
-        ge=0,
-        le=1,
-        description="Routes whose objective (precision@10) is within this of the best are equals, and the fit takes "
-        "the one standing farthest above its look-alike floors (niteru/route_fit.py best): the best precision alone "
-        "picks a route at the edge of a floor, which falls below it on other queries and gets the rebuild refused "
-        "by its gate. 0: precision alone decides.",
-    )
     route_fit_lookalike_reference: Literal["nearest mode", "each best"] = Field(
         "nearest mode",
         description="The floor of each look-alike measure (variant recall@1, colour, brand): that of the reference "

@@ -20,7 +20,7 @@ from api.app import create_app
 from niteru.catalog import CatalogRow
 from niteru.fusion import Fusion
 from niteru.products import Product, utc_now
-from niteru.route_fit import best, fit_routes, held_out_choice
+from niteru.route_fit import fit_routes, held_out_choice
 from niteru.route_grid import Choice, FitData, grid, in_validation
 from niteru.route_lists import candidate_lists, fused
 from niteru.route_table import drop_route_table, load_route_table, save_route_table
@@ -144,23 +144,6 @@ def test_a_category_keeps_the_global_row_unless_its_choice_holds_on_held_out_que
     # ties go to the global row
     scores[steady] = scores[lucky] = scores[top]
     assert held_out_choice(scores, first, second, top)[:2] == (top, "fitted")
-
-
-def test_within_the_slack_the_route_farthest_above_its_look_alike_floors_wins() -> None:
-    anchor = Choice(Fusion.wsum, (0.5, 0.5))
-    edge = Choice(Fusion.wsum, (0.0, 1.0), 0.005)  # the best precision, just above a floor
-    safe = Choice(Fusion.wsum, (0.0, 1.0), 0.01)  # 0.3 points less, well above every floor
-    far = Choice(Fusion.wsum, (1.0, 0.0))  # the widest margin, but 3 points less
-    mask = np.ones(10, bool)
-    scores = {anchor: np.full(10, 0.85), edge: np.full(10, 0.92), safe: np.full(10, 0.917), far: np.full(10, 0.89)}
-    margins = {anchor: 0.0, edge: 0.001, safe: 0.04, far: 0.2}
-    assert best(scores, mask, anchor) is edge  # precision alone
-    assert best(scores, mask, anchor, margins.get, slack=0.0) is edge  # no slack: precision alone
-    assert best(scores, mask, anchor, margins.get, slack=0.005) is safe
-    assert best(scores, mask, anchor, margins.get, slack=0.05) is far
-    # a route with no floor to stand above (None) never wins on margin; equal margins: the better precision
-    assert best(scores, mask, anchor, {**margins, safe: None}.get, slack=0.005) is edge
-    assert best(scores, mask, anchor, {**margins, safe: 0.001}.get, slack=0.005) is edge
 
 
 def test_the_numpy_query_ranks_like_the_store(store: ProductStore, settings: Settings) -> None:
