@@ -110,11 +110,9 @@ def test_the_fit_leans_each_category_on_the_modality_that_tells_it_apart(
         assert row.held_out["row"] >= row.held_out["global"]
         assert row.single[lead] > row.single[other] + 0.3  # the catalog is what the test says it is
     assert table.info["validation_queries"] == sum(r.queries for r in table.rows.values())
-    # wsum routes times every lexical weight (0 included), the other fusions once
-    assert table.info["lexical_weights"] == sorted({0.0, *settings.route_fit_lexical_weights})
-    assert table.info["grid"] == (len(Fusion) - 1 + len(table.info["lexical_weights"])) * len(
-        grid(2, settings.route_fit_step)
-    )
+    # without variants (no look-alike check) no lexical axis: every weight vector times every fusion
+    assert table.info["lexical_weights"] == []
+    assert table.info["grid"] == len(Fusion) * len(grid(2, settings.route_fit_step))
 
 
 def test_a_category_with_too_few_queries_takes_the_global_row(store: ProductStore, settings: Settings) -> None:

@@ -123,17 +123,30 @@ def test_the_grid_has_a_lexical_axis_for_wsum_only() -> None:
     assert Choice(Fusion.wsum, (0.5, 0.5), 0.02).distance(anchor) < Choice(Fusion.wsum, (0.6, 0.4)).distance(anchor)
 
 
+def titled_variants(data: FitData) -> Variants:
+    """Every fourth product re-listed as itself (same vectors and title): the look-alike check has variants."""
+    assert data.titles is not None
+    originals = np.arange(0, len(data.product_ids), 4)
+    return Variants(originals, {n: v[originals] for n, v in data.vectors.items()}, [data.titles[i] for i in originals])
+
+
 def test_the_fit_takes_the_bonus_when_titles_name_the_subcategory() -> None:
     settings = Settings(route_fit_validation_share=0.5, route_fit_min_queries=5)
-    table = fit_table(collection(), settings, "c")
+    data = collection()
+    table = fit_table(data, settings, "c", titled_variants(data))
     assert table.info["lexical_weights"] == sorted({0.0, *settings.route_fit_lexical_weights})
     assert table.global_row.weights.get(VECTOR, 0.0) > 0
     assert table.global_row.fusion is Fusion.wsum
     assert table.global_row.score is not None and table.global_row.score > max(table.global_row.single.values())
     # without the setting the axis is gone and no row carries the key
-    off = fit_table(collection(), Settings(**{**settings.model_dump(), "lexical": False}), "c")
+    off = fit_table(data, Settings(**{**settings.model_dump(), "lexical": False}), "c", titled_variants(data))
     assert off.info["lexical_weights"] == []
     assert all(VECTOR not in r.weights for r in (off.global_row, *off.rows.values()))
+    # without variants (an ingest's fit: precision alone, no look-alike check) neither: titles naming the
+    # subcategory would win it by the label
+    bare = fit_table(data, settings, "c")
+    assert bare.info["lexical_weights"] == []
+    assert all(VECTOR not in r.weights for r in (bare.global_row, *bare.rows.values()))
 
 
 def test_variants_without_titles_leave_the_lexical_axis_out() -> None:
