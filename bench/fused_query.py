@@ -34,6 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from niteru.fusion import WeightedSum  # noqa: E402
 from niteru.routing import Mode  # noqa: E402
 from niteru.settings import Settings  # noqa: E402
 from niteru.similar import SimilarOptions, similar_products  # noqa: E402
@@ -132,7 +133,7 @@ def split(store: EdgeProductStore, settings: Settings, picks: list[tuple[str, st
         ids: dict[Any, Any] = {}
         lists = [[(lf._keyed(r.id, ids), float(r.score)) for r in a] for a in answers]
         union = list(dict.fromkeys(ids[i] for lst in lists for i, _ in lst))
-        fused = lf._weighted_sum(plan, lists, (0.5, 0.5), (), lambda ps: store._engine_batch(version, ps), ids)
+        fused = lf._weighted_sum(plan, lists, WeightedSum((0.5, 0.5)), lambda ps: store._engine_batch(version, ps), ids)
         t2 = time.process_time()
         top = sorted(fused, key=lambda i: -fused[i])[:10]
         store._retrieve(version, [str(ids[i]) for i in top], True, False)

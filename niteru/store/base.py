@@ -238,7 +238,8 @@ class ProductStore(EnginePrimitives):
         # One collection for the whole call: a switch between the size check and the query must not send
         # the query to a collection whose vectors have other sizes (a rebuild's new text model).
         version = self.collection
-        wants_lexical = title and weights.get(LEXICAL, 0.0) > 0 and self._has_lexical(version)
+        # The title goes into the plan only where the route weighs it and the collection has the vector.
+        words = title if title and weights.get(LEXICAL, 0.0) > 0 and self._has_lexical(version) else None
         plan = plan_search(
             vectors,
             weights,
@@ -252,7 +253,7 @@ class ProductStore(EnginePrimitives):
             exact=exact,
             slow_id_filter=self.slow_id_filter,
             diversity=diversity,
-            lexical=lexical.query(title) if wants_lexical and title else None,
+            lexical=lexical.query(words) if words else None,
         )
         return plan.keep(to_hits(self._query_batch(version, [plan])[0]))
 

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from niteru.settings import QuantizationKind, Settings
@@ -79,10 +80,9 @@ class EdgeShards:
             if self._closed:
                 raise StoreUnavailableError(f"the store {self.root} is closed")
             if version not in self._leases.open:
-                folder = self.state.dirs.get(version)
-                if folder is None:
-                    raise UnknownCollectionError(f"no collection {version!r} in {self.root}")
-                self._leases.replace(version, open_shard(self.root / folder, self.settings.edge_search_threads), None)
+                self._leases.replace(
+                    version, open_shard(self._folder(version), self.settings.edge_search_threads), None
+                )
 
     def create(
         self,
@@ -127,18 +127,19 @@ class EdgeShards:
         self.dims(version)
         return self._lexical[version]
 
-    def _config(self, version: str) -> dict[str, Any]:
+    def _folder(self, version: str) -> Path:
+        """The shard folder of ``version``, as the state file names it."""
         folder = self.state.dirs.get(version)
         if folder is None:
             raise UnknownCollectionError(f"no collection {version!r} in {self.root}")
-        return json.loads((self.root / folder / "edge_config.json").read_text())  # type: ignore[no-any-return]
+        return self.root / folder
+
+    def _config(self, version: str) -> dict[str, Any]:
+        return json.loads((self._folder(version) / "edge_config.json").read_text())  # type: ignore[no-any-return]
 
     def quantization(self, version: str) -> dict[str, QuantizationKind]:
         """Each named vector's quantization, as the shard's config file says (not the settings)."""
-        folder = self.state.dirs.get(version)
-        if folder is None:
-            raise UnknownCollectionError(f"no collection {version!r} in {self.root}")
-        return edge_kinds(self.root / folder)
+        return edge_kinds(self._folder(version))
 
     def set_alias(self, alias: str, version: str) -> None:
         with self.lock:

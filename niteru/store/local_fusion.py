@@ -73,7 +73,7 @@ def run_fused(plan: QueryPlan, run_plain: RunPlain, retrieve: Retrieve) -> list[
     lists = [[(_keyed(r.id, ids), float(r.score)) for r in answer] for answer in answers]
     q = plan.query
     if isinstance(q, WeightedSum):
-        fused = _weighted_sum(plan, lists, q.weights, q.optional, run_plain, ids)
+        fused = _weighted_sum(plan, lists, q, run_plain, ids)
     elif isinstance(q, Rrf):
         fused = rrf_fuse(lists, q)
     else:
@@ -101,12 +101,11 @@ def _keyed(point_id: Any, ids: dict[Any, Any]) -> Any:
 def _weighted_sum(
     plan: QueryPlan,
     lists: list[list[tuple[Any, float]]],
-    weights: Sequence[float],
-    optional: Sequence[int],
+    q: WeightedSum,
     run_plain: RunPlain,
     ids: dict[Any, Any],
 ) -> dict[Any, float]:
-    """Every candidate of the union scored by each vector (the rescoring stages), summed with ``weights``."""
+    """Every candidate of the union scored by each vector (the rescoring stages), summed with ``q``'s weights."""
     rescorers = [p.query for p in plan.prefetches]  # stage i rescores the union by vector i
     union = list(dict.fromkeys(i for lst in lists for i, _ in lst))
     known: list[dict[Any, float]] = []
@@ -143,8 +142,8 @@ def _weighted_sum(
     # A candidate deleted between the calls has no score of some vector: it is left out; an optional term's
     # missing score (the lexical one: no shared word) is 0, as the formula's default. (Plain floats: numpy
     # costs more than it saves on two to four terms.)
-    defaults = [0.0 if n in optional else None for n in range(len(weights))]
-    terms = list(zip(weights, known, defaults, strict=True))
+    defaults = [0.0 if n in q.optional else None for n in range(len(q.weights))]
+    terms = list(zip(q.weights, known, defaults, strict=True))
     fused: dict[Any, float] = {}
     for i in union:
         total = 0.0
