@@ -7,6 +7,7 @@ the real images, and a few deliberately bad rows. Nothing is copied into the rep
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import threading
@@ -134,21 +135,33 @@ def image_server(ingested: Ingested) -> Iterator[str]:
         server.server_close()
 
 
+@contextlib.contextmanager
+def in_both_engines(
+    points: list[ProductPoint], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ProductStore, ProductStore, list[ProductPoint]]]:
+    """``points`` written to an Edge store and a qdrant-client store (the congruence tests compare them)."""
+    from tests.test_store import DIMS, ENGINES
+
+    stores = []
+    try:
+        for engine in ENGINES:
+            store = open_store(Settings(data_dir=tmp_path_factory.mktemp(engine), store_engine=engine))
+            stores.append(store)
+            store.ensure_collection(DIMS)
+            store.upsert(points)
+        yield stores[0], stores[1], points
+    finally:
+        for store in stores:
+            store.close()
+
+
 @pytest.fixture(scope="module")
 def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProductStore, ProductStore, list[ProductPoint]]]:
-    """The same 60 products in an Edge store and a qdrant-client store (the congruence tests compare them)."""
+    """The same 60 products in an Edge store and a qdrant-client store."""
     import numpy as np
 
-    from tests.test_store import DIMS, ENGINES, make_point
+    from tests.test_store import make_point
 
     rng = np.random.default_rng(11)
-    points = [make_point(i, 100, rng) for i in range(60)]
-    stores = []
-    for engine in ENGINES:
-        store = open_store(Settings(data_dir=tmp_path_factory.mktemp(engine), store_engine=engine))
-        store.ensure_collection(DIMS)
-        store.upsert(points)
-        stores.append(store)
-    yield stores[0], stores[1], points
-    for store in stores:
-        store.close()
+    with in_both_engines([make_point(i, 100, rng) for i in range(60)], tmp_path_factory) as stores:
+        yield stores

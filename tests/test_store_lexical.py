@@ -19,6 +19,7 @@ from niteru.settings import Settings
 from niteru.similar import QueryProduct, SimilarOptions, similar_to_vectors
 from niteru.store import ProductPoint, ProductStore, SearchFilter, open_store
 from niteru.store.edge import EdgeProductStore
+from tests.store_fixtures import in_both_engines
 from tests.test_store import DIMS, ENGINES, make_point, unit
 from tests.test_store_local_fusion import assert_same_up_to_ties
 
@@ -36,16 +37,8 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProductStor
     rng = np.random.default_rng(21)
     names = titles(80, rng)
     names[5], names[6] = "the of and", "2024 123"  # no token survives: stored without a lexical vector
-    points = [make_point(i, 100, rng, title=t) for i, t in enumerate(names)]
-    stores = []
-    for engine in ENGINES:
-        store = open_store(Settings(data_dir=tmp_path_factory.mktemp(engine), store_engine=engine))
-        store.ensure_collection(DIMS)
-        store.upsert(points)
-        stores.append(store)
-    yield stores[0], stores[1], points
-    for store in stores:
-        store.close()
+    with in_both_engines([make_point(i, 100, rng, title=t) for i, t in enumerate(names)], tmp_path_factory) as s:
+        yield s
 
 
 def ids(hits: list) -> list[str]:  # type: ignore[type-arg]
