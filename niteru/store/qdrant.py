@@ -23,7 +23,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from niteru.settings import QuantizationKind, Settings
 from niteru.store.base import ProductStore
 from niteru.store.plan import Conditions, QueryPlan
-from niteru.store.qdrant_plan import to_filter, to_request
+from niteru.store.qdrant_plan import to_filter, to_request, to_sparse
 from niteru.store.quantization import VectorQuantization, configured, kind_of
 from niteru.store.records import LEXICAL, PAYLOAD_INDEXES, VECTOR_NAMES, Row, StoreUnavailableError
 
@@ -204,10 +204,7 @@ class QdrantProductStore(ProductStore):
 
 def _vector(name: str, value: Any) -> Any:
     """A row's vector as qdrant-client takes it: the lexical one as a ``SparseVector``."""
-    if name == LEXICAL:
-        indices, values = value
-        return models.SparseVector(indices=indices, values=values)
-    return value
+    return to_sparse(value) if name == LEXICAL else value
 
 
 def vector_params(size: int, q: VectorQuantization | None) -> models.VectorParams:

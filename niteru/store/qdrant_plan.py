@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from qdrant_client import models
 
 from niteru.fusion import Dbsf, Rrf, WeightedSum
+from niteru.lexical import Sparse
 from niteru.store.plan import Between, Condition, Conditions, Match, Nearest, Prefetch, QueryPlan
 from niteru.store.quantization import VectorQuantization
 
@@ -26,11 +27,14 @@ def _condition(c: Condition) -> models.Condition:
     return models.HasIdCondition(has_id=[str(i) for i in c.point_ids])
 
 
+def to_sparse(value: Sparse) -> models.SparseVector:
+    """A lexical vector (indices, values) as qdrant-client takes it, in a query or a written point."""
+    indices, values = value
+    return models.SparseVector(indices=indices, values=values)
+
+
 def _vector(q: Nearest) -> list[float] | models.SparseVector:
-    if isinstance(q.vector, tuple):
-        indices, values = q.vector
-        return models.SparseVector(indices=indices, values=values)
-    return q.vector
+    return to_sparse(q.vector) if isinstance(q.vector, tuple) else q.vector
 
 
 def _prefetch(p: Prefetch, params: Callable[[str], models.SearchParams | None]) -> models.Prefetch:
