@@ -47,7 +47,8 @@ class FitData:
         }
         subs = [p.product.subcategory for p in points]
         codes = {s: i for i, s in enumerate(sorted(set(subs)))}
-        colour_masks, brands = attributes([p.product.title for p in points], [p.product.shop_id for p in points])
+        titles = [p.product.title for p in points]
+        colour_masks, brands = attributes(titles, [p.product.shop_id for p in points])
         return cls(
             [p.product.product_id for p in points],
             [p.product.category for p in points],
@@ -56,7 +57,7 @@ class FitData:
             vectors,
             colour_masks,
             brands,
-            [p.product.title for p in points],
+            titles,
         )
 
 
