@@ -46,7 +46,7 @@ from niteru.products import Product
 from niteru.route_grid import OBJECTIVES, TIE, Choice, FitData, K, Variants, per_route, routes, validation_queries
 from niteru.route_lists import candidate_lists, candidate_lists_of, with_lexical
 from niteru.route_looks import kept_counts, pooled
-from niteru.route_refs import Eligibility, Measured, mode_figures, reference_modes, reference_routes
+from niteru.route_refs import Eligibility, Measured, mode_figures, modes_of, reference_modes, reference_routes
 from niteru.route_table import RouteTable, Row
 from niteru.settings import Settings
 from niteru.store import ProductPoint, ProductStore
@@ -170,9 +170,7 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
     if grid_eligible:
         top, top_basis = best(grid_eligible, everyone, anchor), "global"
     else:
-        label, top = eligible.fallback(
-            {k: c for k, c in refs.items() if not k.startswith("hand:") or k == "hand:*"}, everyone
-        )
+        label, top = eligible.fallback(modes_of(refs, "*"), everyone)
         top_basis = f"global: reference mode {label}, no route eligible"
     singles = {n: Choice(Fusion.wsum, tuple(float(m == n) for m in names)) for n in names}
 
@@ -204,7 +202,7 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
         # here, the category's best reference mode. Its choice must beat that one on the held-out half.
         alternative, name = top, "global"
         if not eligible(top, mask)[0]:
-            own = {k: c for k, c in refs.items() if not k.startswith("hand:") or k == f"hand:{category}"}
+            own = modes_of(refs, category)
             label, alternative = eligible.fallback(own, mask)
             name = f"reference mode {label} (the global row loses look-alike here)"
         # Eligible on each half alone: the best route of the first half sits at the edge of a floor, and on

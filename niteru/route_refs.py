@@ -47,6 +47,12 @@ def reference_routes(names: Sequence[str], categories: Sequence[str], settings: 
     return {label: c for label, c in made.items() if c is not None}
 
 
+def modes_of(refs: dict[str, Choice], category: str) -> dict[str, Choice]:
+    """The reference routes one category's queries had: the fixed modes and the hand table's row of
+    ``category`` (``*``: the row of any category it does not name)."""
+    return {k: c for k, c in refs.items() if not k.startswith("hand:") or k == f"hand:{category}"}
+
+
 def per_category(categories: np.ndarray, rows: dict[str, np.ndarray]) -> np.ndarray:
     """Each column (a query or a variant) taken from the row of its category ('*' for any other)."""
     out = rows["*"].copy()
