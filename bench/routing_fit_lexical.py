@@ -34,8 +34,14 @@ from niteru.evaluation import embed_variants, make_variants  # noqa: E402
 from niteru.lexical import AVG_TITLE_TOKENS, VECTOR, Bm25Index, TitleScores  # noqa: E402
 from niteru.photos import read_photo  # noqa: E402
 from niteru.products import Product  # noqa: E402
-from niteru.route_fit import fit_inputs, fit_table, measure_all  # noqa: E402
-from niteru.route_grid import Choice, FitData, Variants, in_validation  # noqa: E402
+from niteru.route_fit import fit_table, measure_all  # noqa: E402
+from niteru.route_grid import (  # noqa: E402
+    Choice,
+    FitData,
+    Variants,
+    fit_inputs,
+    in_validation,
+)
 from niteru.route_looks import pooled  # noqa: E402
 from niteru.route_table import RouteTable, Row  # noqa: E402
 from niteru.settings import Settings, get_settings  # noqa: E402
@@ -90,12 +96,17 @@ def outside_queries(data: FitData, settings: Settings, per_category: int = 300) 
 
 
 def variants_at(
-    data: FitData, products: list[Product], embed: Callable[[list[Product]], dict[str, ProductPoint]], n: int = 1000
+    data: FitData,
+    products: list[Product],
+    embed: Callable[[list[Product], int], dict[str, ProductPoint]],
+    n: int = 1000,
+    seed: int = 0,
 ) -> Variants | None:
-    """Variants of an even spread of ``n`` of ``products``, as ``fit_inputs`` makes the fit's."""
+    """Variants of an even spread of ``n`` of ``products`` (one each, made with ``seed``), as ``fit_inputs``
+    makes the fit's."""
     rows = {pid: i for i, pid in enumerate(data.product_ids)}
     n = min(n, len(products))
-    embedded = embed([products[i] for i in np.linspace(0, len(products) - 1, n).round().astype(int)])
+    embedded = embed([products[i] for i in np.linspace(0, len(products) - 1, n).round().astype(int)], seed)
     names = tuple(data.vectors)
     found = [pid for pid, v in embedded.items() if set(names) <= set(v.vectors)]
     if not found:
@@ -185,8 +196,8 @@ def main() -> None:
         collection = store.current_version() or "?"
         embedders = load_embedders(settings)
 
-        def variants_of(products: Any) -> dict[str, ProductPoint]:
-            made = make_variants(products, lambda ref: read_photo(ref, settings), settings.route_fit_seed + 1)
+        def variants_of(products: Any, seed: int) -> dict[str, ProductPoint]:
+            made = make_variants(products, lambda ref: read_photo(ref, settings), seed)
             return embed_variants(made, embedders)
 
         started = time.perf_counter()
@@ -194,7 +205,9 @@ def main() -> None:
         inputs_s = time.perf_counter() - started
         products = {p.product.product_id: p.product for batch in store.scroll(batch_size=1024) for p in batch}
         queries_out = outside_queries(data, settings)
-        variants_out = variants_at(data, [products[data.product_ids[q]] for q in queries_out], variants_of)
+        variants_out = variants_at(
+            data, [products[data.product_ids[q]] for q in queries_out], variants_of, seed=settings.route_fit_seed + 1
+        )
     finally:
         store.close()
     base = settings.model_dump()

@@ -359,8 +359,8 @@ def _fit_routing(
     from niteru.products import Product
     from niteru.route_fit import NothingToFitError, fit_routes
 
-    def variants(products: Sequence[Product]) -> dict[str, ProductPoint]:
-        made = make_variants(products, lambda ref: read_photo(ref, settings), settings.route_fit_seed + 1)
+    def variants(products: Sequence[Product], seed: int) -> dict[str, ProductPoint]:
+        made = make_variants(products, lambda ref: read_photo(ref, settings), seed)
         return embed_variants(made, Embedders(image_model(), models.text, models.joint))
 
     try:

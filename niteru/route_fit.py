@@ -19,6 +19,9 @@ alike. The rebuild calls ``fit_routes`` on its new collection before the swap an
   modes* (image only, text only, 50/50, the hand table: ``reference_routes``): variant recall@1, colour and
   brand consistency, each at least the nearest mode's less its tolerance unless the fall is within the
   noise, on the queries judged when enough name the attribute, else on all (``niteru.route_looks.check``).
+  Stricter first: the measures of ``route_fit_best_mode`` at the best mode's value (no tolerance, no noise
+  allowance) wherever some route of the grid keeps them (all queries for the global row, both halves for
+  a category); the nearest-mode floors only where none does.
   Precision@10 counts the label only; this keeps the fit from buying it with the look (a joint-heavy route
   lost brand on catalog-dev and the gate refused it). Without variants (``niteru ingest``) no check.
 - **Global row**: the best eligible route over all validation queries (ties go to the ``fusion`` setting
@@ -35,21 +38,32 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import numpy as np
 
 from niteru.fusion import Fusion
 from niteru.lexical import TitleScores
-from niteru.products import Product
-from niteru.route_grid import OBJECTIVES, TIE, Choice, FitData, K, Variants, per_route, routes, validation_queries
+from niteru.route_grid import (
+    OBJECTIVES,
+    TIE,
+    Choice,
+    EmbedVariants,
+    FitData,
+    K,
+    Variants,
+    fit_inputs,
+    per_route,
+    routes,
+    validation_queries,
+)
 from niteru.route_lists import candidate_lists, candidate_lists_of, with_lexical
 from niteru.route_looks import kept_counts, pooled
 from niteru.route_refs import Eligibility, Measured, mode_figures, modes_of, reference_modes, reference_routes
 from niteru.route_table import RouteTable, Row
 from niteru.settings import Settings
-from niteru.store import ProductPoint, ProductStore
+from niteru.store import ProductStore
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +134,9 @@ def measure_all(
             assert variants.titles is not None
             found_v = with_lexical(found_v, lexical, [variants.titles[j] for j in which])
         first = per_route(found_v, choices, settings.rrf_k, lambda hits: hits[:, 0] == variants.originals[which])
-        for c, hit in first.items():
-            recall[c][0, where], recall[c][1, where] = hit, 1.0
+        for c, hit in first.items():  # a query may have several variants (fit_inputs' rounds): counted each
+            np.add.at(recall[c][0], where, hit)
+            np.add.at(recall[c][1], where, 1.0)
     return {c: Measured(found[c][0], np.concatenate([found[c][1], recall[c]])) for c in choices}
 
 
@@ -163,18 +178,34 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
     }
     # Without variants (``niteru ingest``: no joint vector yet) there is no look-alike check: the nearest mode
     # of colour and brand alone is text, which loses re-listings, and the check would steer the table to it.
-    eligible = Eligibility(measured, modes, naming, settings, enabled=variants is not None)
+    # Two rules, the strict one first: the best mode's value of route_fit_best_mode's measures, where some route
+    # of the grid keeps them; else the nearest mode's less a tolerance, within the noise. The nearest-mode
+    # rule alone let the fit pick the best precision just inside its tolerance and its noise allowance, and on
+    # queries it never saw variant recall@1 fell 1.5-2 points below the 50/50 blend's.
+    enabled = variants is not None
+    rules = [Eligibility(measured, modes, naming, settings, enabled)]
+    if enabled and settings.route_fit_best_mode:
+        rules.insert(0, Eligibility(measured, modes, naming, settings, enabled, settings.route_fit_best_mode))
+
+    def rule(*masks: np.ndarray) -> Eligibility:
+        """The strictest rule that some route of the grid passes on every one of ``masks``."""
+        return next((e for e in rules if any(all(e(c, m)[0] for m in masks) for c in choices)), rules[-1])
+
     everyone = np.ones(len(queries), bool)
     anchor = Choice(settings.fusion, tuple(1 / len(names) for _ in names))
+    eligible = rule(everyone)
     grid_eligible = {c: scores[c] for c in choices if eligible(c, everyone)[0]}
     if grid_eligible:
         top, top_basis = best(grid_eligible, everyone, anchor), "global"
     else:
         label, top = eligible.fallback(modes_of(refs, "*"), everyone)
         top_basis = f"global: reference mode {label}, no route eligible"
+    top_rule = eligible
     singles = {n: Choice(Fusion.wsum, tuple(float(m == n) for m in names)) for n in names}
 
-    def row(choice: Choice, mask: np.ndarray, basis: str, held_out: dict[str, float] | None = None) -> Row:
+    def row(
+        choice: Choice, mask: np.ndarray, basis: str, eligible: Eligibility, held_out: dict[str, float] | None = None
+    ) -> Row:
         return Row(
             weights=choice.route(names),
             fusion=choice.fusion,
@@ -192,7 +223,7 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
     for category in categories:
         mask = query_categories == category
         if mask.sum() < settings.route_fit_min_queries:
-            rows[category] = row(top, mask, "global: too few queries")
+            rows[category] = row(top, mask, "global: too few queries", top_rule)
             continue
         where = np.flatnonzero(mask)[rng.permutation(int(mask.sum()))]
         first, second = np.zeros_like(mask), np.zeros_like(mask)
@@ -201,6 +232,7 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
         # What the category takes unless its own choice holds: the global row, or when that loses look-alike
         # here, the category's best reference mode. Its choice must beat that one on the held-out half.
         alternative, name = top, "global"
+        eligible = rule(first, second)
         if not eligible(top, mask)[0]:
             own = modes_of(refs, category)
             label, alternative = eligible.fallback(own, mask)
@@ -213,7 +245,7 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
         if both:
             choice, basis, check_ = held_out_choice(scores, first, second, alternative, among=both)
         basis = basis.replace("global", name, 1)
-        rows[category] = row(choice, mask, basis, check_)
+        rows[category] = row(choice, mask, basis, eligible, check_)
     elapsed = time.perf_counter() - started
     recall_of = {c: pooled(m.looks, everyone, "variant") for c, m in measured.items()}
     info = {
@@ -227,6 +259,7 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
         "variant_r1_best": max((r for c in choices if (r := recall_of[c]) is not None), default=None),
         "variant_r1_global": recall_of[top],
         "lookalike_reference": settings.route_fit_lookalike_reference,
+        "best_mode": list(settings.route_fit_best_mode),
         "variant_tolerance": settings.route_fit_variant_tolerance,
         "lookalike_tolerance": settings.route_fit_lookalike_tolerance,
         "lookalike_min_queries": settings.route_fit_lookalike_min_queries,
@@ -242,46 +275,22 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
     }
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     table = RouteTable(
-        f"{collection}@{stamp}", collection, settings.route_fit_objective, row(top, everyone, top_basis), rows, info
+        f"{collection}@{stamp}",
+        collection,
+        settings.route_fit_objective,
+        row(top, everyone, top_basis, top_rule),
+        rows,
+        info,
     )
     log.info("routing fitted on %s: %d queries, %d routes, %.1f s", collection, len(queries), len(choices), elapsed)
     return table
 
 
 def fit_routes(
-    store: ProductStore,
-    settings: Settings,
-    collection: str,
-    embed_variants: Callable[[Sequence[Product]], Mapping[str, ProductPoint]] | None = None,
+    store: ProductStore, settings: Settings, collection: str, embed_variants: EmbedVariants | None = None
 ) -> RouteTable:
     """Fit the table on ``store`` (a collection pinned by the rebuild), reading every product once.
     ``embed_variants``: re-listed variants of the products given, embedded, by the original's product id (the
     rebuild passes the new collection's models); without it the fit counts precision@10 alone."""
     data, variants = fit_inputs(store, settings, embed_variants)
     return fit_table(data, settings, collection, variants)
-
-
-def fit_inputs(
-    store: ProductStore,
-    settings: Settings,
-    embed_variants: Callable[[Sequence[Product]], Mapping[str, ProductPoint]] | None = None,
-) -> tuple[FitData, Variants | None]:
-    """What ``fit_table`` reads: the collection, and the variants of an even spread of its validation
-    queries (``route_fit_variants`` of them) when ``embed_variants`` is given."""
-    points = [p for batch in store.scroll(batch_size=1024, with_vectors=True) for p in batch]
-    data = FitData.of(points)
-    variants = None
-    if embed_variants is not None and settings.route_fit_variants > 0:
-        rows = {pid: i for i, pid in enumerate(data.product_ids)}
-        pool = [points[i].product for i in validation_queries(data, settings)]
-        # Evenly over the pool (in category order), so every category gets its share: a stride of
-        # len // n took the first n of a pool under twice n, and the last categories got none.
-        n = min(settings.route_fit_variants, len(pool))
-        embedded = embed_variants([pool[i] for i in np.linspace(0, len(pool) - 1, n).round().astype(int)])
-        names = tuple(data.vectors)
-        found = [pid for pid, v in embedded.items() if pid in rows and set(names) <= set(v.vectors)]
-        if found:
-            vectors = {n: np.stack([embedded[pid].vectors[n] for pid in found]).astype(np.float32) for n in names}
-            titles = [embedded[pid].product.title for pid in found]
-            variants = Variants(np.array([rows[pid] for pid in found], np.int64), vectors, titles)
-    return data, variants

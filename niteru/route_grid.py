@@ -1,4 +1,4 @@
-"""The routing fit's grid and data (``niteru.route_fit``): the collection as the fit sees it, its
+"""The routing fit's grid and data (``niteru.route_fit``): the collection as the fit sees it (``fit_inputs`` reads it and the variants), its
 validation queries, every route of the grid, and one measure per route of its fused results.
 
 Split off the fit itself so that the fit reads as the rule it applies (eligibility, held-out check).
@@ -7,7 +7,7 @@ Split off the fit itself so that the fit reads as the rule it applies (eligibili
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product as cartesian
 from typing import TypeVar
@@ -16,10 +16,11 @@ import numpy as np
 
 from niteru.fusion import RULES, Fusion
 from niteru.lexical import VECTOR as LEXICAL
+from niteru.products import Product
 from niteru.route_lists import CandidateLists, fused_hits
 from niteru.route_looks import attributes
 from niteru.settings import Settings
-from niteru.store import VECTOR_NAMES, ProductPoint
+from niteru.store import VECTOR_NAMES, ProductPoint, ProductStore
 
 K = 10
 TIE = 1e-9  # scores closer than this are equal (precision@10 moves in steps of 0.1 / queries)
@@ -159,3 +160,37 @@ def per_route(
         hits = fused_hits(lists, c.route(lists.names), c.fusion, K, rrf_k)
         out[c] = done[key] = measure(hits)
     return out
+
+
+# Gives the embedded variants of the products, made with the seed given, by the original's product id.
+EmbedVariants = Callable[[Sequence[Product], int], Mapping[str, ProductPoint]]
+
+
+def fit_inputs(
+    store: ProductStore, settings: Settings, embed_variants: EmbedVariants | None = None
+) -> tuple[FitData, Variants | None]:
+    """What ``fit_table`` reads: the collection, and ``route_fit_variants`` variants of an even spread of its
+    validation queries when ``embed_variants`` is given. More variants than queries: each query gets one per
+    round, each round with its own seed (``route_fit_seed + 1 + round``), so a category's variant recall@1
+    counts several re-listings of each of its queries."""
+    points = [p for batch in store.scroll(batch_size=1024, with_vectors=True) for p in batch]
+    data = FitData.of(points)
+    if embed_variants is None or settings.route_fit_variants <= 0:
+        return data, None
+    rows = {pid: i for i, pid in enumerate(data.product_ids)}
+    pool = [points[i].product for i in validation_queries(data, settings)]
+    names = tuple(data.vectors)
+    found: list[ProductPoint] = []
+    left, seed = settings.route_fit_variants, settings.route_fit_seed + 1
+    while pool and left > 0:
+        # Evenly over the pool (in category order), so every category gets its share: a stride of
+        # len // n took the first n of a pool under twice n, and the last categories got none.
+        n = min(left, len(pool))
+        embedded = embed_variants([pool[i] for i in np.linspace(0, len(pool) - 1, n).round().astype(int)], seed)
+        found += [v for pid, v in embedded.items() if pid in rows and set(names) <= set(v.vectors)]
+        left, seed = left - n, seed + 1
+    if not found:
+        return data, None
+    vectors = {n: np.stack([v.vectors[n] for v in found]).astype(np.float32) for n in names}
+    originals = np.array([rows[v.product.product_id] for v in found], np.int64)
+    return data, Variants(originals, vectors, [v.product.title for v in found])

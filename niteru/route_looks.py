@@ -18,7 +18,7 @@ a tolerance, unless the fall is within the noise:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -96,8 +96,8 @@ def check(
     mask: np.ndarray,
     min_queries: int,
     tolerances: dict[str, float],
-    each_best: bool = False,
-    confidence: float = 0.0,
+    each_best: Collection[str] = (),
+    confidences: dict[str, float] | None = None,
 ) -> tuple[bool, Figures]:
     """Whether a route (``counts``: ``kept_counts`` and the variant rows) keeps each attribute on the queries
     of ``mask`` at least as well as the nearest reference mode less the attribute's tolerance; with the
@@ -109,9 +109,11 @@ def check(
       image the other way round), so the best of each is a point no route may reach, the modes included.
       The floor is the mode whose largest shortfall from that point is the smallest (ties: the better
       objective): a route eligible against it is at least as near the best of each as any mode users had.
-      ``each_best``: the best mode of each attribute instead (strict; often nothing is eligible).
-    - **Noise** (``confidence`` > 0): a route below a floor still passes unless its fall is above zero
-      with that confidence (``fall_bound``), as in the gate; 0: the point values alone decide."""
+      ``each_best``: the attributes whose floor is the best mode's instead (strict; with all three, often
+      nothing is eligible).
+    - **Noise** (``confidences``: per attribute, > 0): a route below a floor still passes unless its fall is
+      above zero with that confidence (``fall_bound``), as in the gate; 0 (or absent): the point values
+      alone decide."""
     scopes = {a: mask if int((mask & naming[a]).sum()) >= min_queries else np.ones_like(mask) for a in ATTRIBUTES}
     values = {label: {a: pooled(r, scopes[a], a) for a in ATTRIBUTES} for label, (_, r) in references.items()}
     best = {a: max((x for v in values.values() if (x := v[a]) is not None), default=None) for a in ATTRIBUTES}
@@ -120,13 +122,15 @@ def check(
         return max((b - (values[label][a] or 0.0) for a in ATTRIBUTES if (b := best[a]) is not None), default=0.0)
 
     nearest = min(references, key=lambda m: (round(shortfall(m), 9), -float(references[m][0][mask].mean())))
-    z = NormalDist().inv_cdf(confidence) if confidence > 0 else 0.0
     ok = True
-    figures: Figures = {"reference": "each best" if each_best else nearest}
+    figures: Figures = {"reference": nearest}
     for a in ATTRIBUTES:
+        confidence = (confidences or {}).get(a, 0.0)
+        z = NormalDist().inv_cdf(confidence) if confidence > 0 else 0.0
         mode = nearest
-        if each_best:
+        if a in each_best:
             mode = max(references, key=lambda m, a=a: values[m][a] or 0.0)  # type: ignore[misc]
+            figures[f"{a}_reference"] = mode
         target = values[mode][a]
         floor = None if target is None else target - tolerances[a]
         value = pooled(counts, scopes[a], a)

@@ -8,7 +8,7 @@ to an ineligible route, when no route is eligible.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +25,7 @@ class Measured:
     """A route's (or a reference mode's) figures on the validation data."""
 
     score: np.ndarray  # the objective, per query
-    # (6, queries): route_looks.kept_counts, then 1 where the query's variant found it first, 1 where it has one
+    # (6, queries): route_looks.kept_counts, then how many of the query's variants found it first, of how many
     looks: np.ndarray
 
 
@@ -85,29 +85,39 @@ class Eligibility:
         naming: dict[str, np.ndarray],
         settings: Settings,
         enabled: bool = True,
+        best_of: Collection[str] = (),
     ) -> None:
+        """``best_of``: the attributes held at the best mode's value, with no tolerance and no noise allowance
+        (the fit's strict rule); the others at the nearest mode's (or each best, by the setting) less their
+        tolerance, within the noise."""
         self.measured, self.settings, self.naming, self.enabled = measured, settings, naming, enabled
         self.references = {label: (m.score, m.looks) for label, m in modes.items()}
-        self.tolerances = {
+        self.strict = tuple(a for a in ATTRIBUTES if a in best_of)
+        every = settings.route_fit_lookalike_reference == "each best"
+        self.each_best = ATTRIBUTES if every else self.strict
+        tolerances = {
             "colour": settings.route_fit_lookalike_tolerance,
             "brand": settings.route_fit_lookalike_tolerance,
             "variant": settings.route_fit_variant_tolerance,
         }
+        self.tolerances = {a: 0.0 if a in self.strict else t for a, t in tolerances.items()}
+        self.confidences = {a: 0.0 if a in self.strict else settings.route_fit_lookalike_confidence for a in ATTRIBUTES}
 
     def __call__(self, choice: Choice, mask: np.ndarray) -> tuple[bool, Figures]:
         s = self.settings
         if not self.enabled:
             return True, {}
-        return check(
+        ok, figures = check(
             self.measured[choice].looks,
             self.references,
             self.naming,
             mask,
             s.route_fit_lookalike_min_queries,
             self.tolerances,
-            s.route_fit_lookalike_reference == "each best",
-            s.route_fit_lookalike_confidence,
+            self.each_best,
+            self.confidences,
         )
+        return ok, {**figures, "floors": "best mode: " + ", ".join(self.strict) if self.strict else "nearest mode"}
 
     def fallback(self, candidates: dict[str, Choice], mask: np.ndarray) -> tuple[str, Choice]:
         """The best of reference modes: an eligible one first, then by the objective on ``mask``."""

@@ -296,11 +296,12 @@ class Settings(BaseSettings):
     )
     route_fit_seed: int = Field(0, ge=0, description="Seed of the fit's validation split and its sampling.")
     route_fit_variants: int = Field(
-        1000,
+        2400,
         ge=0,
         description="Re-listed variants (re-shot photo, re-written title) of validation products the rebuild's fit "
-        "searches with; only routes whose variant recall@1 is within route_fit_variant_tolerance of the best "
-        "reference mode's are eligible (0: no variant check; colour and brand are checked anyway).",
+        "searches with, spread evenly over them; more than there are validation queries: one more each per round, "
+        "each round with the next seed (niteru/route_fit.py). A category's variant recall@1 is judged on them "
+        "(route_fit_best_mode, route_fit_variant_tolerance). 0: no look-alike check.",
     )
     route_fit_variant_tolerance: float = Field(
         0.01,
@@ -309,6 +310,13 @@ class Settings(BaseSettings):
         description="How far below the reference mode's (image only, text only, 50/50 or the hand table: "
         "route_fit_lookalike_reference) variant recall@1 an eligible route may be (niteru/route_looks.py). Half "
         "the gate's rebuild_gate_tolerance: the fit's validation queries are not the gate's sample.",
+    )
+    route_fit_best_mode: tuple[Literal["variant", "colour", "brand"], ...] = Field(
+        ("variant", "colour"),
+        description="Look-alike measures held at the best reference mode's value, with no tolerance and no noise "
+        "allowance, wherever some route of the grid can (the global row; each category on both halves of its "
+        "queries); where none can, the nearest-mode floors decide (niteru/route_fit.py). Empty: nearest-mode "
+        "floors only. JSON list in the environment.",
     )
     route_fit_lookalike_tolerance: float = Field(
         0.01,
