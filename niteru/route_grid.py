@@ -1,5 +1,6 @@
-"""The routing fit's grid and data (``niteru.route_fit``): the collection as the fit sees it (``fit_inputs`` reads it and the variants), its
-validation queries, every route of the grid, and one measure per route of its fused results.
+"""The routing fit's grid and data (``niteru.route_fit``): the collection as the fit sees it and its variants
+(``fit_inputs``), its validation queries, every route of the grid, and one measure per route of its fused
+results.
 
 Split off the fit itself so that the fit reads as the rule it applies (eligibility, held-out check).
 """
@@ -164,6 +165,9 @@ def per_route(
 
 # Gives the embedded variants of the products, made with the seed given, by the original's product id.
 EmbedVariants = Callable[[Sequence[Product], int], Mapping[str, ProductPoint]]
+# At most this many variants of one validation query: a small store's few queries would otherwise take dozens
+# each (2,400 variants of 60 queries: 40 rounds of photo embedding) for a figure its few queries bound anyway.
+VARIANT_ROUNDS = 3
 
 
 def fit_inputs(
@@ -171,8 +175,8 @@ def fit_inputs(
 ) -> tuple[FitData, Variants | None]:
     """What ``fit_table`` reads: the collection, and ``route_fit_variants`` variants of an even spread of its
     validation queries when ``embed_variants`` is given. More variants than queries: each query gets one per
-    round, each round with its own seed (``route_fit_seed + 1 + round``), so a category's variant recall@1
-    counts several re-listings of each of its queries."""
+    round (``VARIANT_ROUNDS`` at most), each round with its own seed (``route_fit_seed + 1 + round``), so a
+    category's variant recall@1 counts several re-listings of each of its queries."""
     points = [p for batch in store.scroll(batch_size=1024, with_vectors=True) for p in batch]
     data = FitData.of(points)
     if embed_variants is None or settings.route_fit_variants <= 0:
@@ -181,7 +185,7 @@ def fit_inputs(
     pool = [points[i].product for i in validation_queries(data, settings)]
     names = tuple(data.vectors)
     found: list[ProductPoint] = []
-    left, seed = settings.route_fit_variants, settings.route_fit_seed + 1
+    left, seed = min(settings.route_fit_variants, VARIANT_ROUNDS * len(pool)), settings.route_fit_seed + 1
     while pool and left > 0:
         # Evenly over the pool (in category order), so every category gets its share: a stride of
         # len // n took the first n of a pool under twice n, and the last categories got none.

@@ -300,8 +300,8 @@ class Settings(BaseSettings):
         ge=0,
         description="Re-listed variants (re-shot photo, re-written title) of validation products the rebuild's fit "
         "searches with, spread evenly over them; more than there are validation queries: one more each per round, "
-        "each round with the next seed (niteru/route_fit.py). A category's variant recall@1 is judged on them "
-        "(route_fit_best_mode, route_fit_variant_tolerance). 0: no look-alike check.",
+        "each round with the next seed, three rounds at most (niteru/route_grid.py). A category's variant "
+        "recall@1 is judged on them (route_fit_best_mode, route_fit_variant_tolerance). 0: no look-alike check.",
     )
     route_fit_variant_tolerance: float = Field(
         0.01,

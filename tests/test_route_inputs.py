@@ -13,7 +13,7 @@ import pytest
 from niteru.fusion import Fusion
 from niteru.products import Product
 from niteru.route_fit import measure_all
-from niteru.route_grid import Choice, fit_inputs, validation_queries
+from niteru.route_grid import VARIANT_ROUNDS, Choice, fit_inputs, validation_queries
 from niteru.settings import Settings
 from niteru.store import ProductPoint, open_store
 from tests.test_route_fit import DIMS, catalog
@@ -69,3 +69,7 @@ def test_more_variants_than_queries_come_in_rounds_each_with_its_own_seed(tmp_pa
     per_query = Counter(int(o) for o in variants.originals)
     assert looks[5].tolist() == [per_query[int(q)] for q in queries]
     assert (looks[4] <= looks[5]).all() and looks[5].sum() == 300
+    rounds.clear()
+    with open_store(settings) as store:  # asked for more: three rounds at most
+        fit_inputs(store, settings.model_copy(update={"route_fit_variants": 5000}), embed)
+    assert [len(ids) for _, ids in rounds] == [len(queries)] * VARIANT_ROUNDS == [len(queries)] * 3
