@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -186,7 +187,7 @@ def write(
         "# The routing fit's rules side by side, on queries it never saw (issue #17)",
         "",
         "Command: `NITERU_DATA_DIR=<a rebuilt store> NITERU_CATALOG_DIR=<its catalog> PYTHONPATH=. "
-        f"python bench/routing_fit_rules.py {' '.join(sys.argv[1:])}`",
+        f"python bench/routing_fit_rules.py {shlex.join(sys.argv[1:])}`",
         "",
         f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; load average "
         f"{loads[0]} before, {loads[1]} after. Collection {collection}: {len(data.product_ids)} products; fit "
