@@ -19,6 +19,7 @@ from api.errors import ApiError, ServiceUnavailableError
 from api.listing import Listing, ListingCache
 from niteru.categorize import Estimator, estimate, estimator_of
 from niteru.embedders import Embedders
+from niteru.lexical import VECTOR as LEXICAL
 from niteru.products import Product, ProductFields
 from niteru.refusals import Refusal
 from niteru.route_table import RouteTable
@@ -236,9 +237,13 @@ class Services:
             vector = model.embed([text])[0]
         if not np.any(vector):
             raise _no_words()
+        # The query is also a title: its words add their BM25 over the stored titles (niteru/lexical.py), as a
+        # product's title does in a routed query. The store leaves it out where the collection has no titles'
+        # vector (made with NITERU_LEXICAL off).
+        weights = {"text": 1.0, LEXICAL: self.settings.search_text_lexical_weight}
         with timed("store", "search"):
             return store.search(
-                {"text": vector}, {"text": 1.0}, k, SearchFilter(category=category), diversity=diversity
+                {"text": vector}, weights, k, SearchFilter(category=category), diversity=diversity, title=text
             )
 
 

@@ -229,10 +229,20 @@ def test_search_by_photo_finds_the_product_and_filters(fast_api: FastApi) -> Non
 def test_search_by_text(fast_api: FastApi) -> None:
     row = next(r for r in fast_api.rows if r.category == "electronics")
     client = fast_api.client
-    r = client.post("/v1/search/text", json={"text": product_text(row.title, row.description), "k": 3})
+    text = product_text(row.title, row.description)
+    r = client.post("/v1/search/text", json={"text": text, "k": 3})
     assert r.status_code == 200, r.text
-    assert r.json()["items"][0]["product_id"] == row.product_id
-    assert r.json()["items"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    items = r.json()["items"]
+    assert items[0]["product_id"] == row.product_id
+    # The score is the text cosine plus the BM25 title bonus (search_text_lexical_weight x BM25 of the query
+    # over the result's title): the product's own text has cosine 1 and its title shares every title word.
+    query = fast_api.text_vector(text)
+    for item in items:
+        stored = fast_api.text_vector(product_text(item["title"], item.get("description") or ""))
+        assert item["score"] >= float(query @ stored) - 1e-4
+    bonus = items[0]["score"] - 1.0
+    assert fast_api.settings.search_text_lexical_weight > 0 and bonus > 0.05
+    assert [m["score"] for m in items] == sorted((m["score"] for m in items), reverse=True)
     food = client.post("/v1/search/text", json={"text": row.title, "k": 4, "category": "food"}).json()["items"]
     assert len(food) == 4 and {m["category"] for m in food} == {"food"}
     assert client.post("/v1/search/text", json={"text": "!!! ???"}).status_code == 422  # no word
