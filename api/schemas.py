@@ -104,7 +104,8 @@ class Explain(BaseModel):
 
 
 class Match(BaseModel):
-    """A product in a result list, with its score (cosine for one vector, the fusion's score otherwise)."""
+    """A product in a result list, with its score: the cosine for one vector (search by photo), the fusion's
+    score otherwise; a title bonus (search by text, routes that weigh titles) adds weight x BM25 to it."""
 
     product_id: str
     score: float
