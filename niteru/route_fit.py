@@ -187,20 +187,24 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
     if enabled and settings.route_fit_best_mode:
         rules.insert(0, Eligibility(measured, modes, naming, settings, enabled, settings.route_fit_best_mode))
 
-    def rule(*masks: np.ndarray) -> Eligibility:
-        """The strictest rule that some route of the grid passes on every one of ``masks``."""
-        return next((e for e in rules if any(all(e(c, m)[0] for m in masks) for c in choices)), rules[-1])
+    def rule(*masks: np.ndarray) -> tuple[Eligibility, list[Choice]]:
+        """The strictest rule that some route of the grid passes on every one of ``masks``, and the routes
+        that pass it there (none: the last rule, with none)."""
+        for e in rules:
+            passing = [c for c in choices if all(e(c, m)[0] for m in masks)]
+            if passing:
+                return e, passing
+        return rules[-1], []
 
     everyone = np.ones(len(queries), bool)
     anchor = Choice(settings.fusion, tuple(1 / len(names) for _ in names))
-    eligible = rule(everyone)
-    grid_eligible = {c: scores[c] for c in choices if eligible(c, everyone)[0]}
+    top_rule, passing = rule(everyone)
+    grid_eligible = {c: scores[c] for c in passing}
     if grid_eligible:
         top, top_basis = best(grid_eligible, everyone, anchor), "global"
     else:
-        label, top = eligible.fallback(modes_of(refs, "*"), everyone)
+        label, top = top_rule.fallback(modes_of(refs, "*"), everyone)
         top_basis = f"global: reference mode {label}, no route eligible"
-    top_rule = eligible
     singles = {n: Choice(Fusion.wsum, tuple(float(m == n) for m in names)) for n in names}
 
     def row(
@@ -232,7 +236,7 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
         # What the category takes unless its own choice holds: the global row, or when that loses look-alike
         # here, the category's best reference mode. Its choice must beat that one on the held-out half.
         alternative, name = top, "global"
-        eligible = rule(first, second)
+        eligible, both = rule(first, second)
         if not eligible(top, mask)[0]:
             own = modes_of(refs, category)
             label, alternative = eligible.fallback(own, mask)
@@ -240,7 +244,6 @@ def fit_table(data: FitData, settings: Settings, collection: str, variants: Vari
         # Eligible on each half alone: the best route of the first half sits at the edge of a floor, and on
         # the held-out half it fell below (catalog-dev fashion: brand 73.3 against 74.2); a route must hold
         # on both halves, then the held-out half checks its precision.
-        both = [c for c in choices if eligible(c, first)[0] and eligible(c, second)[0]]
         choice, basis, check_ = alternative, "global: no route eligible on both halves", dict[str, float]()
         if both:
             choice, basis, check_ = held_out_choice(scores, first, second, alternative, among=both)
