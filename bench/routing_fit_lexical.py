@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from niteru.embedders import load_embedders  # noqa: E402
+from niteru.embedders import Embedders, load_embedders  # noqa: E402
 from niteru.evaluation import embed_variants, make_variants  # noqa: E402
 from niteru.lexical import AVG_TITLE_TOKENS, VECTOR, Bm25Index, TitleScores  # noqa: E402
 from niteru.photos import read_photo  # noqa: E402
@@ -116,31 +116,58 @@ def variants_at(
     return Variants(np.array([rows[pid] for pid in found], np.int64), vectors, titles)
 
 
-def outside_figures(
-    data: FitData, queries: np.ndarray, variants: Variants | None, table: RouteTable, settings: Settings
-) -> dict[str, dict[str, float | None]]:
-    """Each category's row measured on queries outside the fit's split (the fit's numpy query, its
-    measures): p@10, variant r@1, colour and brand, per category and all (each query by its category's row)."""
-    names = tuple(data.vectors)
-    categories = np.array([data.categories[q] for q in queries])
+def table_routes(table: RouteTable, names: tuple[str, ...]) -> dict[str, Choice]:
+    """The table's rows as routes over ``names``: by category, ``*`` for the global row."""
 
     def choice(row: Row) -> Choice:
         return Choice(row.fusion, tuple(row.weights.get(n, 0.0) for n in names), row.weights.get(VECTOR, 0.0))
 
-    chosen = {c: choice(table.row(c)) for c in set(categories.tolist())}
+    return {"*": choice(table.global_row), **{c: choice(r) for c, r in table.rows.items()}}
+
+
+def figures(
+    data: FitData,
+    queries: np.ndarray,
+    variants: Variants | None,
+    chosen: dict[str, Choice],
+    settings: Settings,
+) -> dict[str, dict[str, float | None]]:
+    """p@10, variant r@1, colour and brand per category and all (the fit's numpy query, its measures), each
+    query routed by ``chosen[category]`` (``*``: any other); with the queries and variants counted."""
+    categories = np.array([data.categories[q] for q in queries])
+    route = {c: chosen.get(c, chosen["*"]) for c in set(categories.tolist())}
     bm25 = TitleScores(data.titles) if data.titles is not None and settings.lexical else None
-    measured = measure_all(data, queries, list(set(chosen.values())), variants, settings, bm25)
-    score = np.zeros(len(queries))
-    looks = np.zeros((6, len(queries)))
-    for c, ch in chosen.items():
+    measured = measure_all(data, queries, list(set(route.values())), variants, settings, bm25)
+    score, looks = np.zeros(len(queries)), np.zeros((6, len(queries)))
+    for c, ch in route.items():
         mask = categories == c
         score[mask], looks[:, mask] = measured[ch].score[mask], measured[ch].looks[:, mask]
     out: dict[str, dict[str, float | None]] = {}
-    for c in [*sorted(chosen), "all"]:
+    for c in [*sorted(route), "all"]:
         mask = categories == c if c != "all" else np.ones(len(queries), bool)
-        out[c] = {"queries": float(mask.sum()), "p@10": float(score[mask].mean())}
-        out[c] |= {a: pooled(looks, mask, a) for a in ("variant", "colour", "brand")}
+        out[c] = {"queries": float(mask.sum()), "variants": float(looks[5][mask].sum())}
+        out[c] |= {"p@10": float(score[mask].mean())} | {
+            a: pooled(looks, mask, a) for a in ("variant", "colour", "brand")
+        }
     return out
+
+
+def outside_figures(
+    data: FitData, queries: np.ndarray, variants: Variants | None, table: RouteTable, settings: Settings
+) -> dict[str, dict[str, float | None]]:
+    """Each category's row measured on queries outside the fit's split (``figures``)."""
+    return figures(data, queries, variants, table_routes(table, tuple(data.vectors)), settings)
+
+
+def variant_embedder(settings: Settings, embedders: Embedders) -> Callable[[Any, int], dict[str, ProductPoint]]:
+    """Re-listed variants of products, made with a seed and embedded by ``embedders``, as the rebuild's fit
+    makes them (``fit_inputs``' callback)."""
+
+    def embed(products: Any, seed: int) -> dict[str, ProductPoint]:
+        made = make_variants(products, lambda ref: read_photo(ref, settings), seed)
+        return embed_variants(made, embedders)
+
+    return embed
 
 
 def write_outside(
@@ -194,11 +221,7 @@ def main() -> None:
     store = open_store(settings)
     try:
         collection = store.current_version() or "?"
-        embedders = load_embedders(settings)
-
-        def variants_of(products: Any, seed: int) -> dict[str, ProductPoint]:
-            made = make_variants(products, lambda ref: read_photo(ref, settings), seed)
-            return embed_variants(made, embedders)
+        variants_of = variant_embedder(settings, load_embedders(settings))
 
         started = time.perf_counter()
         data, variants = fit_inputs(store, settings, variants_of)

@@ -32,64 +32,32 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from routing_fit_lexical import outside_queries, pct, variants_at, weights  # noqa: E402
+from routing_fit_lexical import (  # noqa: E402
+    figures,
+    outside_queries,
+    pct,
+    table_routes,
+    variant_embedder,
+    variants_at,
+    weights,
+)
 
 from niteru.embedders import load_embedders  # noqa: E402
-from niteru.evaluation import embed_variants, make_variants  # noqa: E402
-from niteru.lexical import VECTOR, TitleScores  # noqa: E402
-from niteru.photos import read_photo  # noqa: E402
-from niteru.route_fit import fit_table, measure_all  # noqa: E402
+from niteru.route_fit import fit_table  # noqa: E402
 from niteru.route_grid import (  # noqa: E402
     Choice,
     FitData,
     Variants,
     fit_inputs,
 )
-from niteru.route_looks import pooled  # noqa: E402
 from niteru.route_refs import reference_routes  # noqa: E402
 from niteru.route_table import RouteTable  # noqa: E402
 from niteru.settings import Settings, get_settings  # noqa: E402
-from niteru.store import ProductPoint, open_store  # noqa: E402
+from niteru.store import open_store  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 MARKER = "<!-- reading -->"
 MEASURES = ("p@10", "variant", "colour", "brand")
-
-
-def figures(
-    data: FitData,
-    queries: np.ndarray,
-    variants: Variants | None,
-    chosen: dict[str, Choice],
-    settings: Settings,
-) -> dict[str, dict[str, float | None]]:
-    """p@10, variant r@1, colour and brand per category and all, each query routed by ``chosen[category]``
-    (``*``: any other)."""
-    categories = np.array([data.categories[q] for q in queries])
-    route = {c: chosen.get(c, chosen["*"]) for c in set(categories.tolist())}
-    bm25 = TitleScores(data.titles) if data.titles is not None and settings.lexical else None
-    measured = measure_all(data, queries, list(set(route.values())), variants, settings, bm25)
-    score, looks = np.zeros(len(queries)), np.zeros((6, len(queries)))
-    for c, ch in route.items():
-        mask = categories == c
-        score[mask], looks[:, mask] = measured[ch].score[mask], measured[ch].looks[:, mask]
-    out: dict[str, dict[str, float | None]] = {}
-    for c in [*sorted(route), "all"]:
-        mask = categories == c if c != "all" else np.ones(len(queries), bool)
-        out[c] = {
-            "queries": float(mask.sum()),
-            "variants": float(looks[5][mask].sum()),
-            "p@10": float(score[mask].mean()),
-        }
-        out[c] |= {a: pooled(looks, mask, a) for a in ("variant", "colour", "brand")}
-    return out
-
-
-def table_routes(table: RouteTable, names: tuple[str, ...]) -> dict[str, Choice]:
-    def choice(row: Any) -> Choice:
-        return Choice(row.fusion, tuple(row.weights.get(n, 0.0) for n in names), row.weights.get(VECTOR, 0.0))
-
-    return {"*": choice(table.global_row), **{c: choice(r) for c, r in table.rows.items()}}
 
 
 def parse_sides(raw: list[list[str]], base: Settings) -> dict[str, Settings]:
@@ -117,11 +85,7 @@ def main() -> None:
     inputs: dict[int, tuple[FitData, Variants | None]] = {}
     try:
         collection = store.current_version() or "?"
-        embedders = load_embedders(settings)
-
-        def variants_of(products: Any, seed: int) -> dict[str, ProductPoint]:
-            made = make_variants(products, lambda ref: read_photo(ref, settings), seed)
-            return embed_variants(made, embedders)
+        variants_of = variant_embedder(settings, load_embedders(settings))
 
         started = time.perf_counter()
         for s in sides.values():
