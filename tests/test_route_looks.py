@@ -94,20 +94,27 @@ def test_a_route_that_gains_precision_but_loses_colour_is_not_chosen() -> None:
     assert kept.rows["things"].lookalike["colour_scope"] == "category"
 
 
+def traded() -> dict[str, np.ndarray]:
+    """``image`` finds the same colour (3 colours: 9 others per subcategory), ``text`` the same brand (10
+    brands: 2 others), both within the subcategory (precision 1.0 everywhere): no top 10 holds a product's
+    colour mates and its brand mates, so no route keeps the best of both."""
+    rng = np.random.default_rng(11)
+    n = SUBS * PER_SUB
+    sub, colour, brand = np.arange(n) // PER_SUB, (np.arange(n) % PER_SUB) // 10, np.arange(n) % 10
+    subs, cols, brands = basis(32, SUBS, rng), basis(32, 3, rng), basis(32, 10, rng)
+    return {
+        "image": unit(cols[colour] + 2 * subs[sub] + 0.02 * rng.normal(size=(n, 32))),
+        "text": unit(brands[brand] + 2 * subs[sub] + 0.02 * rng.normal(size=(n, 32))),
+    }
+
+
 def test_when_no_route_is_eligible_the_fit_falls_back_to_a_reference_mode() -> None:
     """``image`` finds the same colour (3 colours: 9 others per subcategory), ``text`` the same brand (10
     brands: 2 others), both within the subcategory (precision 1.0 everywhere). No top 10 holds the 9 and the
     2 (a product's colour mates and brand mates are others), so no route reaches the best of each (``each
     best``): not even a reference mode. The fit then takes a reference mode, never an ineligible grid route;
     with the default rule (the nearest mode) routes are eligible again."""
-    rng = np.random.default_rng(11)
-    n = SUBS * PER_SUB
-    sub, colour, brand = np.arange(n) // PER_SUB, (np.arange(n) % PER_SUB) // 10, np.arange(n) % 10
-    subs, cols, brands = basis(32, SUBS, rng), basis(32, 3, rng), basis(32, 10, rng)
-    vectors = {
-        "image": unit(cols[colour] + 2 * subs[sub] + 0.02 * rng.normal(size=(n, 32))),
-        "text": unit(brands[brand] + 2 * subs[sub] + 0.02 * rng.normal(size=(n, 32))),
-    }
+    vectors = traded()
     strict = Settings(
         route_fit_validation_share=0.5, route_fit_min_queries=5, route_fit_lookalike_reference="each best"
     )
@@ -187,14 +194,7 @@ def test_where_a_route_keeps_the_best_modes_values_only_such_routes_are_eligible
 def test_where_no_route_keeps_the_best_modes_values_the_nearest_mode_sets_the_floors() -> None:
     """Colour and brand traded as in the fallback test above: no route keeps the best of both, so the strict
     rule finds nothing and the nearest mode's floors decide, as they would without it."""
-    rng = np.random.default_rng(11)
-    n = SUBS * PER_SUB
-    sub, colour, brand = np.arange(n) // PER_SUB, (np.arange(n) % PER_SUB) // 10, np.arange(n) % 10
-    subs, cols, brands = basis(32, SUBS, rng), basis(32, 3, rng), basis(32, 10, rng)
-    vectors = {
-        "image": unit(cols[colour] + 2 * subs[sub] + 0.02 * rng.normal(size=(n, 32))),
-        "text": unit(brands[brand] + 2 * subs[sub] + 0.02 * rng.normal(size=(n, 32))),
-    }
+    vectors = traded()
     settings = Settings(route_fit_validation_share=0.5, route_fit_min_queries=5)
     table = fit_table(
         collection(vectors, 3, 10),
