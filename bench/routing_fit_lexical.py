@@ -29,10 +29,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from niteru.embedders import Embedders, load_embedders  # noqa: E402
-from niteru.evaluation import embed_variants, make_variants  # noqa: E402
+from niteru.embedders import load_embedders  # noqa: E402
+from niteru.evaluation import variant_embedder  # noqa: E402
 from niteru.lexical import AVG_TITLE_TOKENS, VECTOR, Bm25Index, TitleScores  # noqa: E402
-from niteru.photos import read_photo  # noqa: E402
 from niteru.products import Product  # noqa: E402
 from niteru.route_fit import fit_table, measure_all  # noqa: E402
 from niteru.route_grid import (  # noqa: E402
@@ -159,17 +158,6 @@ def outside_figures(
     return figures(data, queries, variants, table_routes(table, tuple(data.vectors)), settings)
 
 
-def variant_embedder(settings: Settings, embedders: Embedders) -> Callable[[Any, int], dict[str, ProductPoint]]:
-    """Re-listed variants of products, made with a seed and embedded by ``embedders``, as the rebuild's fit
-    makes them (``fit_inputs``' callback)."""
-
-    def embed(products: Any, seed: int) -> dict[str, ProductPoint]:
-        made = make_variants(products, lambda ref: read_photo(ref, settings), seed)
-        return embed_variants(made, embedders)
-
-    return embed
-
-
 def write_outside(
     out: Path, outside: dict[str, dict[str, dict[str, float | None]]], queries: int, variants: int
 ) -> None:
@@ -221,7 +209,8 @@ def main() -> None:
     store = open_store(settings)
     try:
         collection = store.current_version() or "?"
-        variants_of = variant_embedder(settings, load_embedders(settings))
+        embedders = load_embedders(settings)
+        variants_of = variant_embedder(settings, lambda: embedders)
 
         started = time.perf_counter()
         data, variants = fit_inputs(store, settings, variants_of)

@@ -37,12 +37,12 @@ from routing_fit_lexical import (  # noqa: E402
     outside_queries,
     pct,
     table_routes,
-    variant_embedder,
     variants_at,
     weights,
 )
 
 from niteru.embedders import load_embedders  # noqa: E402
+from niteru.evaluation import variant_embedder  # noqa: E402
 from niteru.route_fit import fit_table  # noqa: E402
 from niteru.route_grid import (  # noqa: E402
     Choice,
@@ -85,7 +85,8 @@ def main() -> None:
     inputs: dict[int, tuple[FitData, Variants | None]] = {}
     try:
         collection = store.current_version() or "?"
-        variants_of = variant_embedder(settings, load_embedders(settings))
+        embedders = load_embedders(settings)
+        variants_of = variant_embedder(settings, lambda: embedders)
 
         started = time.perf_counter()
         for s in sides.values():

@@ -103,6 +103,20 @@ def embed_variants(variants: Sequence[Variant], embedders: Embedders) -> dict[st
     return {p.product.product_id: p for p in embed_products(items, embedders) if isinstance(p, ProductPoint)}
 
 
+def variant_embedder(
+    settings: Settings, embedders: Callable[[], Embedders]
+) -> Callable[[Sequence[Product], int], dict[str, ProductPoint]]:
+    """The routing fit's variants (``route_grid.fit_inputs``' callback): the products re-listed with a seed,
+    their photos read from the catalog or the kept copies (``niteru.photos.read_photo``), embedded by
+    ``embedders()`` (called when the first variants are made: the image model loads only then)."""
+    from niteru.photos import read_photo
+
+    def embed(products: Sequence[Product], seed: int) -> dict[str, ProductPoint]:
+        return embed_variants(make_variants(products, lambda ref: read_photo(ref, settings), seed), embedders())
+
+    return embed
+
+
 def reembed_variants(embedded: dict[str, ProductPoint], embedders: Embedders) -> dict[str, ProductPoint]:
     """The same variants under another text model, as the write path updates a stored product's text
     (``reembed_text``: the image vector kept): the gate's second side without embedding every photo again."""

@@ -34,7 +34,7 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -354,15 +354,10 @@ def _fit_routing(
     if not settings.route_fit:
         return None
     from niteru.embedders import Embedders
-    from niteru.evaluation import embed_variants, make_variants
-    from niteru.photos import read_photo
-    from niteru.products import Product
+    from niteru.evaluation import variant_embedder
     from niteru.route_fit import NothingToFitError, fit_routes
 
-    def variants(products: Sequence[Product], seed: int) -> dict[str, ProductPoint]:
-        made = make_variants(products, lambda ref: read_photo(ref, settings), seed)
-        return embed_variants(made, Embedders(image_model(), models.text, models.joint))
-
+    variants = variant_embedder(settings, lambda: Embedders(image_model(), models.text, models.joint))
     try:
         table = fit_routes(target, settings, collection, variants)
     except NothingToFitError as exc:
